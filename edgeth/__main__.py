@@ -1,0 +1,3 @@
+from edgeth.cli import main
+
+main()

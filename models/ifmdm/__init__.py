@@ -1,0 +1,1 @@
+"""IF-MDM (placeholder)"""
