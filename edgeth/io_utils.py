@@ -29,6 +29,7 @@ def atomic_path(dest: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         tmp = Path(name)
     try:
         yield tmp
+        _apply_umask_mode(tmp)
         if is_dir:
             if dest.exists():
                 old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
@@ -46,6 +47,15 @@ def atomic_path(dest: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise
+
+
+def _apply_umask_mode(path: Path) -> None:
+    """mkstemp/mkdtemp create 0600/0700; give outputs the permissions a plain open() would."""
+    if not path.exists():
+        return
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def write_json(dest: str | os.PathLike, obj: Any) -> Path:
