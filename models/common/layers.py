@@ -1,0 +1,128 @@
+"""Shared export-friendly layers: LayerNorm with explicit mean/var, FiLM modulation, conv
+blocks, timestep embeddings, MLPs.
+
+Rules every block here follows (see /work/shared/notes/export-stack-facts.md): static
+shapes, no data-dependent control flow, LayerNorm written as mean/var over the last dim (the
+ExecuTorch portable FP16 LayerNorm kernel is wrong at widths >= 256 and XNNPACK does not
+delegate native_layer_norm), activations that every backend lowers (SiLU, GELU-tanh, ReLU).
+
+Shape legend: B batch, C channels, H/W spatial, T sequence length, E embedding width.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class PlainLayerNorm(nn.Module):
+    """LayerNorm over the last dim written with explicit mean/var (delegates everywhere)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, affine: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(dim)) if affine else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(dim=-1, keepdim=True)
+        xc = x - mu
+        var = (xc * xc).mean(dim=-1, keepdim=True)
+        y = xc * torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            y = y * self.weight + self.bias
+        return y
+
+
+class ChannelNorm(nn.Module):
+    """Per-pixel LayerNorm over channels of a [B, C, H, W] map (4-D means, export-safe)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(dim=1, keepdim=True)
+        xc = x - mu
+        var = (xc * xc).mean(dim=1, keepdim=True)
+        return xc * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class FiLM(nn.Module):
+    """Feature-wise modulation h * (1 + scale(s)) + shift(s) of a [B, C, H, W] map by a style
+    vector s [B, E]. Zero-initialised, so it starts as the identity. Cheaper and far more
+    exportable than StyleGAN weight modulation (no per-sample convolution weights)."""
+
+    def __init__(self, style_dim: int, channels: int):
+        super().__init__()
+        self.proj = nn.Linear(style_dim, 2 * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.proj(s)[:, :, None, None].chunk(2, dim=1)
+        return h * (1 + scale) + shift
+
+
+class ConvAct(nn.Sequential):
+    """3x3 (or k x k) conv + LeakyReLU(0.2); stride 2 halves H and W."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1, k: int = 3):
+        super().__init__(nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2), nn.LeakyReLU(0.2))
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convs with a residual (1x1 projection when widths differ)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.c2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c2(F.leaky_relu(self.c1(F.leaky_relu(x, 0.2)), 0.2))
+        return self.skip(x) + h
+
+
+class DownBlock(nn.Module):
+    """Stride-2 conv then a residual block: [B, cin, H, W] -> [B, cout, H/2, W/2]."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.down = ConvAct(cin, cout, stride=2)
+        self.res = ResBlock(cout, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res(self.down(x))
+
+
+def upsample2x(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2 (align_corners=False lowers on ONNX, ExecuTorch, Core ML, TensorRT)."""
+    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (float) timesteps t [B] -> [B, dim]."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None, :]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class MLP(nn.Sequential):
+    """Linear -> SiLU -> Linear."""
+
+    def __init__(self, din: int, dhidden: int, dout: int):
+        super().__init__(nn.Linear(din, dhidden), nn.SiLU(), nn.Linear(dhidden, dout))
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")

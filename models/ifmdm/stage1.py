@@ -1,0 +1,159 @@
+"""IF-MDM stage 1: visual encoder + warping generator (seeds/004 §3.2, Fig. 4; after LIA).
+
+Encoder E_v: image -> multi-level appearance features {a^l} (the image itself and the maps at
+S/2 .. S/2^app_levels) and a motion code m. The motion code comes from the linear motion
+decomposition layer: coefficients over a learned direction bank, squashed with tanh, so
+every entry lies in [-1, 1]. Applied to the identity image it gives the motion hint m'.
+
+Generator G (the renderer): w = m @ directions, style = MLP([w_target, w_source]); from the
+coarsest appearance map upwards, each level predicts a flow (coarse to fine, residual) and an
+occlusion mask, warps that level's appearance features with a 4-D grid_sample, and fuses
+them with the decoder features (FiLM-modulated by the style). Extra residual conv blocks
+and a final blend of the warped image with a generated RGB image let it synthesize what
+warping cannot (teeth, occluded parts).
+
+Training (inter-frame reconstruction): source and driving frames of the same clip; loss =
+multi-scale L1 + SSIM (+ VGG feature L1 when a local weights file is given).
+
+Shape legend: B batch, N frames rendered at once, S image size, D motion dim (20),
+L direction-bank width, a^0 = image [B, 3, S, S] in [-1, 1], a^l [B, C_l, S/2^l, S/2^l].
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgeth.models.common.layers import MLP, ConvAct, DownBlock, FiLM, ResBlock, upsample2x
+from edgeth.models.common.losses import VGGPerceptual, multiscale_l1_ssim, psnr
+from edgeth.models.common.warp import FlowWarp
+from edgeth.models.ifmdm.config import Stage1Config
+
+
+class VisualEncoder(nn.Module):
+    """image [B, 3, S, S] in [0, 1] -> (appearance features fine-to-coarse, motion [B, D])."""
+
+    def __init__(self, cfg: Stage1Config):
+        super().__init__()
+        self.cfg = cfg
+        chans = (3, *cfg.enc_channels)
+        self.stages = nn.ModuleList(DownBlock(chans[i], chans[i + 1]) for i in range(len(cfg.enc_channels)))
+        flat = cfg.enc_channels[-1] * cfg.bottom_size**2
+        self.to_latent = nn.Sequential(nn.Flatten(), nn.Linear(flat, cfg.latent_dim), nn.LeakyReLU(0.2))
+        # linear motion decomposition: latent -> coefficients over the direction bank
+        self.to_coeff = nn.Sequential(nn.Linear(cfg.latent_dim, cfg.latent_dim), nn.LeakyReLU(0.2),
+                                      nn.Linear(cfg.latent_dim, cfg.motion_dim))
+
+    def forward(self, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        x = image * 2 - 1
+        feats = [x]
+        h = x
+        for st in self.stages:
+            h = st(h)
+            feats.append(h)
+        motion = torch.tanh(self.to_coeff(self.to_latent(h)))
+        return feats[: self.cfg.app_levels + 1], motion
+
+    def motion(self, image: torch.Tensor) -> torch.Tensor:
+        return self.forward(image)[1]
+
+
+class WarpLevel(nn.Module):
+    """One decoder level: refine features, predict flow + mask, warp appearance, fuse."""
+
+    def __init__(self, cin: int, c: int, ca: int, size: int, style_dim: int, first: bool, n_res: int,
+                 flow_scale: float):
+        super().__init__()
+        self.first, self.flow_scale = first, flow_scale
+        self.conv1 = nn.Conv2d(cin, c, 3, padding=1)  # at the previous (half) resolution unless first
+        self.film = FiLM(style_dim, c)
+        self.head = nn.Conv2d(c, 3, 3, padding=1)  # flow (2) + occlusion mask logit (1)
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():
+            self.head.bias.copy_(torch.tensor([0.0, 0.0, 3.0]))
+        self.warp = FlowWarp(size)
+        self.conv2 = ConvAct(c + ca, c)
+        self.res = nn.Sequential(*[ResBlock(c, c) for _ in range(n_res)])
+
+    def forward(self, h, flow, app, style):
+        h = self.conv1(h)
+        if not self.first:
+            h, flow = upsample2x(h), upsample2x(flow)
+        h = F.leaky_relu(self.film(h, style), 0.2)
+        d = self.head(h)
+        flow = d[:, :2] * self.flow_scale + (flow if flow is not None else 0.0)
+        warped = self.warp(app.expand(h.shape[0], -1, -1, -1), flow) * torch.sigmoid(d[:, 2:3])
+        h = self.res(self.conv2(torch.cat([h, warped], dim=1)))
+        return h, flow
+
+
+class Renderer(nn.Module):
+    """Generator G: (appearance features of the source, m' [B|1, D], m [N, D]) -> RGB [N, 3, S, S] in [0, 1]."""
+
+    def __init__(self, cfg: Stage1Config):
+        super().__init__()
+        self.cfg = cfg
+        d, l = cfg.motion_dim, cfg.latent_dim
+        self.directions = nn.Parameter(torch.randn(d, l) / l**0.5)  # the learned direction bank
+        self.style = MLP(2 * l, cfg.style_dim, cfg.style_dim)
+        shapes = cfg.app_shapes[::-1]  # coarse to fine
+        levels = []
+        cin = shapes[0][0]
+        for i, ((ca, s, _), c) in enumerate(zip(shapes, cfg.dec_channels)):
+            levels.append(WarpLevel(cin, c, ca, s, cfg.style_dim, i == 0, cfg.refine_blocks[i], cfg.flow_scale))
+            cin = c
+        self.levels = nn.ModuleList(levels)
+        self.to_rgb = nn.Conv2d(cin, 4, 3, padding=1)  # generated RGB (3) + blend logit (1)
+        nn.init.zeros_(self.to_rgb.weight)
+        with torch.no_grad():
+            self.to_rgb.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 2.0]))
+        self.out_warp = FlowWarp(cfg.image_size)
+
+    def forward(self, feats: list[torch.Tensor], motion_src: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        n = motion.shape[0]
+        w_t = motion @ self.directions
+        w_s = (motion_src @ self.directions).expand(n, -1)
+        style = self.style(torch.cat([w_t, w_s], dim=-1))
+        apps = feats[::-1]
+        h, flow = apps[0].expand(n, -1, -1, -1), None
+        for level, app in zip(self.levels, apps):
+            h, flow = level(h, flow, app, style)
+        out = self.to_rgb(h)
+        image = feats[0].expand(n, -1, -1, -1)
+        warped = self.out_warp(image, flow)
+        blend = torch.sigmoid(out[:, 3:4])
+        rgb = blend * warped + (1 - blend) * torch.tanh(out[:, :3])
+        return (rgb.clamp(-1, 1) + 1) * 0.5
+
+
+class Stage1Model(nn.Module):
+    """Encoder + generator trained jointly by inter-frame reconstruction."""
+
+    def __init__(self, cfg: Stage1Config):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = VisualEncoder(cfg)
+        self.renderer = Renderer(cfg)
+        self.vgg = VGGPerceptual(cfg.vgg_weights) if (cfg.vgg_weight > 0 and cfg.vgg_weights) else None
+
+    def trainable_parameters(self):
+        return [p for n, p in self.named_parameters() if not n.startswith("vgg.")]
+
+    def reconstruct(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+        """source, driving [B, 3, S, S] in [0, 1] -> driving reconstructed from source appearance."""
+        feats, m_src = self.encoder(source)
+        m_drv = self.encoder.motion(driving)
+        return self.renderer(feats, m_src, m_drv)  # per-sample sources: expand() is a no-op at batch B
+
+    def training_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        src, drv = batch["source"], batch["driving"]
+        pred = self.reconstruct(src, drv)
+        rec = multiscale_l1_ssim(pred, drv, ssim_weight=self.cfg.ssim_weight)
+        loss = rec
+        out = {"rec": rec.detach(), "l1": F.l1_loss(pred, drv).detach(), "psnr": psnr(pred.detach(), drv)}
+        if self.vgg is not None:
+            perc = self.vgg(pred, drv)
+            loss = loss + self.cfg.vgg_weight * perc
+            out["vgg"] = perc.detach()
+        out["loss"] = loss
+        return out
