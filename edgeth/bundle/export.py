@@ -1,0 +1,291 @@
+"""Checkpoint -> verified bundle in one call (`edgeth export`).
+
+  load run -> programs + PipelineSpec -> preflight per target -> reference pipeline run on a
+  sample input (PyTorch FP32), capturing golden vectors -> export every program per target
+  under its PrecisionPlan -> attach golden (e.g. ExecuTorch .bpte) -> run every exported
+  program on every golden call and fail the export if parity fails -> manifest -> rename.
+
+Everything is written into a temp folder next to `out` and renamed into place at the end,
+so a failed or interrupted export leaves no half-written bundle. Exports are
+deterministic: two exports of one checkpoint have identical manifests except `created`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeth.bundle import golden as G
+from edgeth.bundle.io import hash_tree, write_manifest, write_tar
+from edgeth.bundle.manifest import FORMAT, FORMAT_VERSION, tool_versions, validate
+from edgeth.bundle.reference import copy_reference, resolve_family, run_preset
+from edgeth.errors import CheckFailed, InputError, TargetUnavailable, UnsupportedOp
+from edgeth.io_utils import atomic_path
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    tar: Path | None
+    manifest: dict[str, Any]
+    checks: list = field(default_factory=list)  # parity Checks of every exported program
+    seconds: dict[str, float] = field(default_factory=dict)  # per step
+
+
+def resolve_targets(names: list[str] | None) -> list[str]:
+    """The targets to export: the named ones (each must be able to export here), all available
+    ones for None, none for [] (a reference-only bundle, runnable on the torch backend)."""
+    from edgeth.targets import get_target, target_names
+
+    if names is None:
+        avail = {n: get_target(n).available() for n in target_names()}
+        ok = [n for n, a in avail.items() if a.ok]
+        if not ok:
+            why = "; ".join(f"{n}: {a.reason}" for n, a in avail.items())
+            raise TargetUnavailable(f"no export target is available here ({why})", "install executorch or onnx")
+        return ok
+    out = []
+    for n in names:
+        a = get_target(n).available()  # unknown names list the registered targets
+        if not a.ok:
+            raise TargetUnavailable(f"target {n!r} cannot export here: {a.reason}",
+                                    "drop it from --target, or fix what the reason says")
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def make_plans(programs: list, precision: str = "fp32") -> dict[str, Any]:
+    """A PrecisionPlan per program. Only fp32 exists until the quantization issue lands."""
+    from edgeth.quantize.plan import PRECISIONS, PrecisionPlan
+
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
+    if precision != "fp32":
+        raise InputError(f"precision {precision!r} arrives with quantization", "export with --precision fp32 for now")
+    return {p.name: PrecisionPlan("fp32") for p in programs}
+
+
+def sample_input(spec, seed: int = 0, seconds: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic portrait + speech clip (edgeth.data.synth) at the pipeline's size and rate."""
+    from edgeth.data.synth import sample_inputs
+    from edgeth.data.video import read_audio, read_image
+
+    if seconds is None:
+        length = int(spec.window.get("length", 0) or 0)
+        seconds = max(1.0, length / max(spec.fps, 1))
+    with tempfile.TemporaryDirectory(prefix="edgeth-sample-") as d:
+        png, wav, _ = sample_inputs(Path(d), spec.image_size, seconds, seed)
+        return read_image(png, size=spec.image_size), read_audio(wav, sample_rate=spec.audio.get("sample_rate", 16000))
+
+
+def _json_clean(obj: Any) -> Any:
+    """JSON-safe and deterministic (sorted keys, tuples as lists, odd objects as strings)."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = None,
+                  targets: list[str] | None = None, precision: str = "fp32", plans: dict[str, Any] | None = None,
+                  image: np.ndarray | None = None, audio: np.ndarray | None = None, seed: int = 0,
+                  seconds: float | None = None, options: dict[str, Any] | None = None, golden_calls: int = 8,
+                  tar: bool = False, threads: int | None = None, progress: bool = True) -> ExportResult:
+    """Export the checkpoint in `run_dir` into a verified bundle at `out` (see module docstring)."""
+    from tqdm import tqdm
+
+    from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
+    from edgeth.runtime_py.torch_backend import torch_call
+    from edgeth.targets import get_target
+
+    run_dir, out = Path(run_dir), Path(out)
+    t = {"start": time.perf_counter()}
+    family = resolve_family(run_dir, model)
+    run = family.load(run_dir)
+    programs = list(family.programs(run))
+    spec = family.pipeline(run)
+    by_name = {p.name: p for p in programs}
+    missing = [n for n in spec.programs if n not in by_name]
+    if missing:
+        raise InputError(f"pipeline names programs the family did not build: {', '.join(missing)}",
+                         "this is a model-family bug; report it")
+    target_list = resolve_targets(targets)
+    plans = plans or make_plans(programs, precision)
+    options = dict(options or {})
+
+    preflight = _preflight(target_list, programs)
+    t["preflight"] = time.perf_counter()
+
+    if image is None or audio is None:
+        image, audio = sample_input(spec, seed, seconds)
+    from edgeth.runtime_py.pipeline import check_audio, check_image
+
+    image, audio = check_image(image), check_audio(audio)
+    recorder = G.GoldenRecorder(torch_call(programs), golden_calls)
+    noise = SeededNoise(seed)
+    result = get_pipeline(spec.kind)(spec, recorder, image=image, audio=audio, noise=noise, progress=progress, **options)
+    t["reference"] = time.perf_counter()
+
+    with atomic_path(out, is_dir=True) as tmp:
+        ref_files, ckpt_sha = copy_reference(family, run_dir, tmp / "reference")
+        records = _golden_files(tmp, programs, recorder)
+        pipe_arrays = G.pipeline_arrays(image, audio, result.frames, noise.drawn, result.extras)
+        (tmp / "golden").mkdir(exist_ok=True)
+        G.save_npz(tmp / "golden" / "pipeline.npz", pipe_arrays)
+        _, extras = G.split_pipeline(pipe_arrays)
+
+        artifacts: dict[str, dict[str, Any]] = {p.name: {} for p in programs}
+        bar = tqdm(total=len(target_list) * len(programs), desc="export", unit="program", disable=not progress)
+        for target in target_list:
+            tgt = get_target(target)
+            (tmp / target).mkdir(exist_ok=True)
+            for p in programs:
+                bar.set_postfix_str(f"{target}:{p.name}")
+                art = export_program(tgt, p, plans[p.name], tmp / target)
+                calls = recorder.calls.get(p.name, [])
+                if calls and hasattr(tgt, "attach_golden"):
+                    extra = tgt.attach_golden(tmp / target, art, [c[0] for c in calls], [c[1] for c in calls]) or []
+                    art.files = list(art.files) + [f for f in extra if f not in art.files]
+                artifacts[p.name][target] = _artifact_record(art, p, plans[p.name], preflight[target][p.name])
+                bar.update(1)
+        bar.close()
+        t["export"] = time.perf_counter()
+
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "producer": {"edgeth": _edgeth_version(), "tools": tool_versions()},
+            "model": {"family": family.name, "preset": run_preset(run_dir), "checkpoint_sha256": ckpt_sha,
+                      "reference": ref_files},
+            "precision": precision,
+            "targets": {tg: _target_record(tg, programs, artifacts, extras) for tg in target_list},
+            "programs": [{"name": p.name, **p.signature_json(), "golden": records[p.name], "artifacts": artifacts[p.name]}
+                         for p in programs],
+            "pipeline": spec.to_json(),
+            "golden": {"file": "golden/pipeline.npz", "seed": int(seed), "options": options,
+                       "noise": sorted(noise.drawn), "extras": sorted(extras),
+                       "frames": list(np.shape(result.frames)), "image": list(image.shape),
+                       "audio_samples": int(audio.shape[0])},
+            "tolerances": _tolerance_table(),
+            "files": {},
+        }
+        manifest = _json_clean(manifest)
+        checks = _verify_exports(tmp, manifest, recorder, threads, progress)
+        t["verify"] = time.perf_counter()
+        manifest["files"] = hash_tree(tmp)
+        validate(manifest)
+        write_manifest(tmp, manifest)
+    tar_path = write_tar(out) if tar else None
+    t["end"] = time.perf_counter()
+    keys = list(t)
+    return ExportResult(out, tar_path, manifest, checks,
+                        {keys[i]: round(t[keys[i]] - t[keys[i - 1]], 3) for i in range(1, len(keys))})
+
+
+def export_program(target, program, plan, out_dir: Path):
+    """One program through one target under its PrecisionPlan -> Artifact."""
+    art = target.export(program, plan, out_dir)
+    if art.precision != getattr(plan, "precision", "fp32"):
+        raise UnsupportedOp(f"{target.name} exported {program.name} at {art.precision}, plan asked {plan.precision}",
+                            "this is a target bug; report it")
+    return art
+
+
+def _preflight(targets: list[str], programs: list) -> dict[str, dict[str, list]]:
+    from edgeth.targets import get_target
+
+    out: dict[str, dict[str, list]] = {}
+    errors = []
+    for tg in targets:
+        out[tg] = {}
+        for p in programs:
+            issues = get_target(tg).preflight(p)
+            out[tg][p.name] = [dataclasses.asdict(i) for i in issues]
+            errors += [f"{tg}:{p.name}: {i.construct} at {i.module_path} ({i.advice})" for i in issues if i.severity == "error"]
+    if errors:
+        raise UnsupportedOp("preflight found constructs the target cannot lower: " + "; ".join(errors),
+                            "change the model or drop that target from --target")
+    return out
+
+
+def _golden_files(root: Path, programs: list, recorder: G.GoldenRecorder) -> dict[str, dict[str, Any]]:
+    (root / "golden").mkdir(parents=True, exist_ok=True)
+    out = {}
+    for p in programs:
+        calls = recorder.calls.get(p.name, [])
+        if not calls:
+            raise InputError(f"the reference pipeline never called program {p.name!r}",
+                             "use a longer sample input (--seconds) or check the pipeline spec")
+        rel = f"golden/{p.name}.npz"
+        G.save_npz(root / rel, G.program_arrays(p.input_names, p.output_names, calls))
+        out[p.name] = {"file": rel, "calls": len(calls), "calls_total": recorder.counts[p.name]}
+    return out
+
+
+def _artifact_record(art, program, plan, preflight: list) -> dict[str, Any]:
+    from edgeth.tolerances import tolerance_for
+
+    return {"files": list(art.files), "precision": art.precision,
+            "quantization": plan.to_json() if plan is not None else {"precision": "fp32"},
+            "report": art.report, "preflight": preflight,
+            "tolerances": {s.name: tolerance_for(art.precision, s.kind) for s in program.outputs}}
+
+
+def _target_record(target: str, programs: list, artifacts: dict, extras: dict) -> dict[str, Any]:
+    from edgeth.runtime_py.verify import stage_kind
+    from edgeth.tolerances import tolerance_for
+
+    precs = {artifacts[p.name][target]["precision"] for p in programs}
+    prec = precs.pop() if len(precs) == 1 else "mixed"
+    tol = {"frames": tolerance_for(prec, "frames")}
+    for k in extras:
+        tol[stage_kind(k)] = tolerance_for(prec, stage_kind(k))
+    return {"precision": prec, "tolerances": tol}
+
+
+def _tolerance_table() -> dict[str, Any]:
+    from edgeth.tolerances import table_json
+
+    return table_json()
+
+
+def _edgeth_version() -> str:
+    import edgeth
+
+    return edgeth.__version__
+
+
+def _verify_exports(root: Path, manifest: dict, recorder: G.GoldenRecorder, threads: int | None,
+                    progress: bool) -> list:
+    """Run every exported program on its golden calls; CheckFailed if any output misses tolerance."""
+    from tqdm import tqdm
+
+    from edgeth.bundle.io import Bundle
+    from edgeth.runtime_py.backends import check_inputs
+    from edgeth.runtime_py.verify import compare_program
+    from edgeth.targets import get_target
+
+    bundle = Bundle(root, manifest, root)
+    checks = []
+    items = [(tg, p["name"]) for tg in manifest["targets"] for p in manifest["programs"]]
+    for tg, name in tqdm(items, desc="verify", unit="program", disable=not progress, leave=False):
+        tgt = get_target(tg)
+        if not tgt.runtime_available().ok:
+            continue  # exported here, runs elsewhere (e.g. Core ML on Linux); `edgeth verify` runs it there
+        run = tgt.runner(root / tg, bundle.entry(name, tg), threads)
+        ins_specs, _ = bundle.specs(name)
+        calls = recorder.calls[name]
+        got = [list(run(*check_inputs(name, ins_specs, ins))) for ins, _ in calls]
+        for c in compare_program(bundle, name, tg, got, calls):
+            c.name = f"{tg}/{c.name}"
+            checks.append(c)
+    bad = [c for c in checks if not c.passed]
+    if bad:
+        raise CheckFailed("exported programs miss FP32 parity: " + "; ".join(f"{c.name}: {c.worst}" for c in bad[:6]),
+                          "the export is wrong; nothing was written (EDGETH_DEBUG=1 for details)")
+    return checks

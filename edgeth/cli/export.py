@@ -1,0 +1,82 @@
+"""`edgeth export`: a checkpoint -> a verified bundle (work lives in edgeth.bundle.export)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("export")
+@click.option("--ckpt", "ckpt", required=True, type=click.Path(path_type=Path), help="RUN/ folder written by `edgeth train`.")
+@click.option("--model", default=None, help="Model family (default: read from RUN's config).")
+@click.option("--target", "targets", default=None, help="Comma-separated targets (default: every one available here).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
+@click.option("--precision", default="fp32", show_default=True,
+              help="Only fp32 for now; other precisions arrive with quantization.")
+@click.option("--image", type=click.Path(path_type=Path), default=None, help="Portrait for the golden run (default: synthetic).")
+@click.option("--audio", type=click.Path(path_type=Path), default=None, help="Speech for the golden run (default: synthetic).")
+@click.option("--seconds", type=float, default=None, help="Length of the synthetic golden input (default: one window).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler noise stored as golden.")
+@click.option("--golden-calls", type=int, default=8, show_default=True, help="Calls recorded per program.")
+@click.option("--tar", "tar", is_flag=True, help="Also write BUNDLE.tar next to the folder.")
+@click.option("--threads", type=int, default=None, help="Runtime threads for the export-time parity check.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def cli(ckpt, model, targets, out, precision, image, audio, seconds, seed, golden_calls, tar, threads, as_json, quiet):
+    """Export a checkpoint into a bundle for one or more targets, verified against PyTorch.
+
+    Loads the run, builds its programs, preflights them per target, runs the PyTorch
+    reference pipeline on a sample input to capture golden vectors, exports every program,
+    checks each exported program against the golden vectors (FP32 parity must hold or the
+    export fails and nothing is written), writes manifest.json and renames the bundle into
+    place.
+
+    \b
+    Example:
+      edgeth export --ckpt runs/tiny --target executorch,onnx --out bundle/ --tar
+    """
+    from edgeth.bundle.export import export_bundle
+    from edgeth.errors import InputError
+
+    if (image is None) != (audio is None):
+        raise InputError("--image and --audio go together", "pass both, or neither for a synthetic sample")
+    img = aud = None
+    if image is not None:
+        img, aud = _read_inputs(ckpt, model, image, audio)
+    names = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
+    res = export_bundle(ckpt, out, model=model, targets=names, precision=precision, image=img, audio=aud,
+                        seed=seed, seconds=seconds, golden_calls=golden_calls, tar=tar, threads=threads,
+                        progress=not quiet and not as_json)
+    if as_json:
+        click.echo(json.dumps({"bundle": str(res.path), "tar": str(res.tar) if res.tar else None,
+                               "targets": sorted(res.manifest["targets"]), "seconds": res.seconds,
+                               "checks": [c.to_json() for c in res.checks]}, indent=2))
+        return
+    m = res.manifest
+    click.echo(f"bundle {res.path}  ({m['model']['family']}, checkpoint {m['model']['checkpoint_sha256'][:12]})")
+    for p in m["programs"]:
+        for tg, art in sorted(p["artifacts"].items()):
+            size = sum(_size(res.path / tg / f) for f in art["files"])
+            click.echo(f"  {tg:<11} {p['name']:<14} {art['precision']:<5} {size / 1e6:7.2f} MB  {', '.join(art['files'])}")
+    for c in res.checks:
+        click.echo(f"  parity {c.name:<40} {c.worst}")
+    if res.tar:
+        click.echo(f"tar    {res.tar}")
+    click.echo("time   " + ", ".join(f"{k} {v:.1f}s" for k, v in res.seconds.items()))
+
+
+def _size(p: Path) -> int:
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size if p.exists() else 0
+
+
+def _read_inputs(ckpt: Path, model, image: Path, audio: Path):
+    from edgeth.bundle.reference import resolve_family
+    from edgeth.data.video import read_audio, read_image
+
+    family = resolve_family(ckpt, model)
+    spec = family.pipeline(family.load(ckpt))
+    return (read_image(image, size=spec.image_size),
+            read_audio(audio, sample_rate=spec.audio.get("sample_rate", 16000)))
