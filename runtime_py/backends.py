@@ -158,7 +158,10 @@ class BackendCall:
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        programs = load_reference_programs(self.bundle)
+        # rebuilt once per loaded bundle: every torch BackendCall on it shares the modules
+        programs = self.bundle.cache.get("torch_programs")
+        if programs is None:
+            programs = self.bundle.cache["torch_programs"] = load_reference_programs(self.bundle)
         call = torch_call(list(programs.values()))
         for name in programs:
             self._runners[name] = (lambda n: lambda *xs: call(n, list(xs)))(name)

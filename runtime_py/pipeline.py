@@ -24,13 +24,14 @@ from edgeth.runtime_py.pipelines import PipelineResult, RecordedNoise, SeededNoi
 
 
 class Pipeline:
-    def __init__(self, bundle: Any, backend: str = "torch", threads: int | None = None):
+    def __init__(self, bundle: Any, backend: str = "torch", threads: int | None = None, call: Any = None):
+        """`call`: an existing program_call(bundle, backend) to reuse (its runners stay loaded)."""
         from edgeth.bundle.io import Bundle, load_bundle
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(Path(bundle))
         self.backend = backend
         self.spec = self.bundle.pipeline_spec()
-        self.call = program_call(self.bundle, backend, threads)
+        self.call = call if call is not None else program_call(self.bundle, backend, threads)
         self.driver = get_pipeline(self.spec.kind)
 
     def run(self, image: np.ndarray, audio: np.ndarray, seed: int | None = None, noise: Any = None,

@@ -172,11 +172,12 @@ def compare_stages(bundle, target: str | None, frames: np.ndarray | None, extras
     return checks
 
 
-def verify_pipeline(bundle, backend: str, threads: int | None = None, progress: bool = False) -> list[Check]:
+def verify_pipeline(bundle, backend: str, threads: int | None = None, progress: bool = False,
+                    call: Any = None) -> list[Check]:
     from edgeth.runtime_py.backends import target_for_backend
     from edgeth.runtime_py.pipeline import Pipeline
 
-    result = Pipeline(bundle, backend, threads).run_golden(progress=progress)
+    result = Pipeline(bundle, backend, threads, call=call).run_golden(progress=progress)
     return compare_stages(bundle, target_for_backend(backend), result.frames, result.extras)
 
 
@@ -195,6 +196,6 @@ def verify_bundle(bundle, backend: str = "torch", *, threads: int | None = None,
     if programs:
         rep.checks += verify_programs(bundle, call, target_for_backend(backend), progress)
     if pipeline:
-        rep.checks += verify_pipeline(bundle, backend, threads, progress)
+        rep.checks += verify_pipeline(bundle, backend, threads, progress, call=call)
     rep.seconds = time.perf_counter() - t0
     return rep

@@ -11,8 +11,10 @@ Registered only inside `registered()` so other test modules never see it.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
+import subprocess
 import wave
 from pathlib import Path
 
@@ -166,3 +168,26 @@ def runnable_targets() -> list[str]:
     from edgeth.targets import get_target, target_names
 
     return [t for t in target_names() if get_target(t).available().ok and get_target(t).runtime_available().ok]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`edgeth ...` in-process (through edgeth.cli.main, as the console script runs it)."""
+    from edgeth.cli import main
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return subprocess.CompletedProcess(["edgeth", *args], code, out.getvalue(), err.getvalue())
+
+
+def assert_clean_error(r: subprocess.CompletedProcess, code: int, *words: str) -> None:
+    """Exit `code`, exactly one `error:` line on stderr, no traceback, and the words in it."""
+    assert r.returncode == code, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w.lower() in lines[0].lower(), lines[0]

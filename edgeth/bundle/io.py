@@ -30,6 +30,7 @@ class Bundle:
         self.manifest = manifest
         self.source = source
         self._golden_cache: dict[str, dict[str, np.ndarray]] = {}
+        self.cache: dict[str, Any] = {}  # per-bundle runtime state (e.g. rebuilt torch programs)
         if tmp is not None:  # extracted tar: removed with the Bundle object
             self._cleanup = weakref.finalize(self, shutil.rmtree, tmp, True)
 
