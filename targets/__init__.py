@@ -1,7 +1,32 @@
 """Export targets (installed as edgeth.targets): executorch, onnx, coreml, tensorrt.
 
 Each target package has the same skeleton: exporter.py, quantizer.py, runner.py,
-README.md (its artifact layout). Heavy imports happen inside functions only.
+README.md (its artifact layout). Heavy imports happen inside functions only, so
+`import edgeth.targets` and `get_target(name)` never load a converter or runtime.
+
+Lifecycle of one program on one target:
+  target.preflight(program) -> [PreflightIssue]   graph walk (targets/preflight.py)
+  target.export(program, plan, out_dir) -> Artifact
+        raises UnsupportedOp (one line naming the module path) on any "error" issue;
+        a non-fp32 PrecisionPlan is routed through the target's quantizer.py
+  target.attach_golden(out_dir, artifact, inputs, outputs) -> [extra relative files]
+        optional: targets that can carry golden vectors inside an artifact (ExecuTorch
+        BundledProgram .bpte) write them here; the default writes nothing
+  target.runner(artifact_dir, entry, threads) -> Runner
+
+The manifest entry a runner gets (`entry`) must hold at least:
+  name       program name
+  files      [paths relative to artifact_dir]; files[0] is what the runner loads
+             (.pte / .onnx / .mlpackage / the TensorRT .onnx whose engine sits next to it)
+  inputs     [TensorSpec.to_json()] in call order: name, shape, dtype, dynamic
+  outputs    [TensorSpec.to_json()] in output order
+  precision  "fp32" | "fp16" | "int8" | ... (informational for runners)
+Extra keys (report, tolerances, target, ...) are ignored.
+
+A Runner is called with numpy arrays in the program's input order, either as
+`run(a, b)` or `run([a, b])`, and returns a list of numpy arrays in output order. It
+checks every input against `entry["inputs"]` first (InputError naming the input, the
+expected and the given shape) and turns a corrupt artifact into a BundleError.
 """
 from __future__ import annotations
 
@@ -60,6 +85,10 @@ class PreflightIssue:
     construct: str  # e.g. "grid_sample 5-D input"
     advice: str
 
+    def to_json(self) -> dict[str, str]:
+        return {"severity": self.severity, "module_path": self.module_path, "construct": self.construct,
+                "advice": self.advice}
+
 
 @dataclass
 class Artifact:
@@ -99,3 +128,25 @@ class Target:
     def runner(self, artifact_dir: Path, entry: dict[str, Any], threads: int | None = None) -> Runner:
         """Load an exported program; entry is the manifest's program record."""
         raise NotImplementedError
+
+    def attach_golden(self, artifact_dir: Path, artifact: Artifact, inputs: list, outputs: list) -> list[str]:
+        """Embed golden vectors into a target-native file next to the artifact.
+
+        inputs/outputs: one list of numpy arrays per recorded call, in the program's
+        input/output order. Returns the extra file names (relative to artifact_dir) it
+        wrote; the default target has no such format and writes nothing.
+        """
+        return []
+
+    def check_preflight(self, program: "Program") -> list[PreflightIssue]:  # noqa: F821
+        """Run preflight; raise UnsupportedOp on the first "error" issue, else return the warnings."""
+        from edgeth.errors import UnsupportedOp
+
+        issues = self.preflight(program)
+        errors = [i for i in issues if i.severity == "error"]
+        if errors:
+            e = errors[0]
+            more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise UnsupportedOp(f"{self.name} cannot export program {program.name!r}: {e.construct} at "
+                                f"module {e.module_path!r}{more}", e.advice)
+        return issues

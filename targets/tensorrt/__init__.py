@@ -1,1 +1,57 @@
-"""(placeholder, filled by its issue)"""
+"""TensorRT target: ONNX + build recipe exported anywhere; engine built and run on an NVIDIA GPU.
+
+See README.md for the artifact layout and how to build the engine on a Jetson.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from edgeth.errors import TargetUnavailable
+from edgeth.targets import Artifact, Availability, PreflightIssue, Target, register_target
+from edgeth.targets.common import package_availability
+
+NOT_INSTALLED = "tensorrt is not installed: pip install edgeth[tensorrt] on a machine with an NVIDIA GPU"
+NO_GPU = "no NVIDIA GPU"
+
+
+@register_target("tensorrt")
+class TensorRTTarget(Target):
+    file_suffix = ".onnx"
+    artifact_layout = ".onnx+recipe"  # the engine is built on the device
+
+    def available(self) -> Availability:
+        return package_availability(("torch", "onnx", "onnxscript"), "pip install onnx onnxscript")
+
+    def runtime_available(self) -> Availability:
+        if importlib.util.find_spec("tensorrt") is None:
+            return Availability(False, NOT_INSTALLED)
+        try:
+            import tensorrt  # noqa: F401
+        except Exception as e:  # installed but broken (driver/CUDA mismatch)
+            return Availability(False, f"tensorrt does not import: {e}")
+        import torch
+
+        if not torch.cuda.is_available():
+            return Availability(False, NO_GPU)
+        return Availability(True, "")
+
+    def preflight(self, program) -> list[PreflightIssue]:
+        from edgeth.targets.tensorrt.exporter import preflight
+
+        return preflight(program)
+
+    def export(self, program, plan: Any, out_dir: Path) -> Artifact:
+        from edgeth.targets.tensorrt.exporter import export
+
+        return export(self, program, plan, Path(out_dir))
+
+    def runner(self, artifact_dir: Path, entry: dict[str, Any], threads: int | None = None):
+        avail = self.runtime_available()
+        if not avail.ok:
+            raise TargetUnavailable(f"cannot run TensorRT here: {avail.reason}",
+                                    "build and run the engine on the Jetson/GPU machine (see build_engine.sh)")
+        from edgeth.targets.tensorrt.runner import make_runner
+
+        return make_runner(Path(artifact_dir), entry, threads)

@@ -1,0 +1,151 @@
+"""ExecuTorch export: torch.export -> [quantizer] -> to_edge_transform_and_lower(XNNPACK) -> <program>.pte.
+
+Quantization hook points (quantizer.py):
+  * fp32: the ExportedProgram cached by preflight is lowered as is; the lowered edge
+    program built during preflight (for the fallback report) is reused, not rebuilt.
+  * any other precision: between torch.export and lowering. quantizer.apply(program,
+    ep, plan) receives the FP32 ExportedProgram (ATen training IR), runs PT2E
+    prepare/calibrate/convert on ep.module() and returns a re-exported ExportedProgram;
+    lowering, serialization and the delegation report below are the same for every
+    precision.
+
+The report says which ops XNNPACK took and which fell back to portable kernels (the
+fallbacks decide speed: e.g. grid_sampler_2d and native_layer_norm are not delegated),
+with counts and the module paths of the fallbacks.
+"""
+from __future__ import annotations
+
+import operator
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from edgeth.io_utils import atomic_path
+from edgeth.targets import Artifact, PreflightIssue
+from edgeth.targets.common import convert_failure, first_line, path_size, precision_of, quiet_python
+from edgeth.targets.preflight import ROOT, Rules, export_program, issues, memo, module_path, op_name
+
+RULES = Rules(input_mutation="warning", data_dependent="warning")
+LOWERED = "executorch.lowered"
+
+# Data movement the portable runtime does cheaply; reported, but not worth a warning.
+GLUE_OPS = frozenset({
+    "aten.view_copy", "aten.squeeze_copy", "aten.unsqueeze_copy", "aten.expand_copy", "aten.permute_copy",
+    "aten.slice_copy", "aten.select_copy", "aten.alias_copy", "aten.clone", "aten._to_copy",
+    "dim_order_ops._to_dim_order_copy", "dim_order_ops._clone_dim_order",
+})
+FALLBACK_ADVICE = {
+    "aten.grid_sampler_2d": "XNNPACK has no grid sample; expected, it costs ~10% of a warping renderer's time",
+    "aten.native_layer_norm": ("XNNPACK has no LayerNorm; write it with mean/var over a 4-D view to get it "
+                               "delegated (the portable kernel is also wrong in FP16 for widths >= 256)"),
+    "aten.scaled_dot_product_attention": "plain softmax attention lowers fully and is faster than SDPA here",
+}
+
+
+def short_op(target) -> str:
+    """'aten.grid_sampler_2d' from an OpOverload / EdgeOpOverload (overload dropped)."""
+    parts = op_name(target).split(".")
+    return ".".join(parts[:2]) if len(parts) >= 3 else ".".join(parts)
+
+
+def lower(ep):
+    """XNNPACK-partitioned edge program (EdgeProgramManager)."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    with quiet_python():
+        return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
+
+
+def delegation_report(edge) -> dict[str, Any]:
+    """Op counts inside XNNPACK delegates vs on portable kernels, with fallback module paths."""
+    gm = edge.exported_program().graph_module
+    delegated: Counter = Counter()
+    portable: Counter = Counter()
+    where: dict[str, list[str]] = defaultdict(list)
+    subgraphs = 0
+    for node in gm.graph.nodes:
+        if node.op == "get_attr" and str(node.target).startswith("lowered_module"):
+            subgraphs += 1
+            for n in getattr(gm, node.target).original_module.graph.nodes:
+                if n.op == "call_function" and n.target is not operator.getitem:
+                    delegated[short_op(n.target)] += 1
+        elif node.op == "call_function" and node.target is not operator.getitem:
+            name = short_op(node.target)
+            if name.endswith("executorch_call_delegate"):
+                continue
+            portable[name] += 1
+            path = module_path(node)
+            if path not in where[name]:
+                where[name].append(path)
+    compute = {k: v for k, v in portable.items() if k not in GLUE_OPS}
+    return {
+        "backend": "xnnpack",
+        "delegate_subgraphs": subgraphs,
+        "delegated_nodes": sum(delegated.values()),
+        "portable_nodes": sum(portable.values()),
+        "delegated_ops": dict(sorted(delegated.items())),
+        "portable_ops": dict(sorted(portable.items())),
+        "portable_compute_ops": dict(sorted(compute.items())),
+        "portable_modules": {k: where[k] for k in sorted(compute)},
+    }
+
+
+def _lowered(program) -> tuple[Any, dict[str, Any]]:
+    edge = lower(export_program(program))
+    return edge, delegation_report(edge)
+
+
+def preflight(program) -> list[PreflightIssue]:
+    out = issues(program, RULES)
+    if any(i.severity == "error" for i in out):
+        return out
+    try:
+        _, report = memo(program, LOWERED, lambda: _lowered(program))
+    except Exception as e:
+        return out + [PreflightIssue("error", ROOT, f"XNNPACK lowering failed: {type(e).__name__}: {first_line(e, 200)}",
+                                     "rewrite the construct named above with core ATen ops; EDGETH_DEBUG=1 for details")]
+    for op, n in report["portable_compute_ops"].items():
+        paths = report["portable_modules"][op]
+        shown = ", ".join(paths[:3]) + (f" (+{len(paths) - 3} more)" if len(paths) > 3 else "")
+        out.append(PreflightIssue("warning", shown, f"{op} x{n} runs on portable kernels (not delegated to XNNPACK)",
+                                  FALLBACK_ADVICE.get(op, "portable kernels are single-threaded reference C++; "
+                                                          "prefer an equivalent op XNNPACK delegates")))
+    return out
+
+
+def export(target, program, plan, out_dir: Path) -> Artifact:
+    from edgeth.targets.executorch import quantizer
+
+    warnings = target.check_preflight(program)
+    precision = precision_of(plan)
+    try:
+        if precision == "fp32":
+            edge, report = memo(program, LOWERED, lambda: _lowered(program), take=True)
+        else:
+            ep = quantizer.apply(program, export_program(program), plan)
+            edge = lower(ep)
+            report = delegation_report(edge)
+        with quiet_python():
+            et = edge.to_executorch(_backend_config(program))
+    except Exception as e:
+        if getattr(e, "what", None):  # an EdgethError from the quantizer: already one clean line
+            raise
+        raise convert_failure("executorch", program.name, e, "lowering") from None
+    dest = Path(out_dir) / f"{program.name}.pte"
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(et.buffer)
+    report.update(size_bytes=path_size(dest), preflight=[w.to_json() for w in warnings],
+                  signature={"inputs": [s.to_json() for s in program.inputs],
+                             "outputs": [s.to_json() for s in program.outputs]})
+    return Artifact(target="executorch", program=program.name, files=[dest.name], precision=precision, report=report)
+
+
+def _backend_config(program):
+    from executorch.exir import ExecutorchBackendConfig
+
+    if any(s.dynamic for s in program.inputs):  # plan memory for the upper bounds, not the example
+        from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+
+        return ExecutorchBackendConfig(sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass())
+    return ExecutorchBackendConfig()

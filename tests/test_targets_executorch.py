@@ -1,0 +1,102 @@
+"""ExecuTorch target on the fixture programs: export -> run -> parity, report, bundled program, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeth.errors import BundleError, InputError
+from edgeth.targets import get_target
+from edgeth.testing import fixture_programs
+
+pytestmark = pytest.mark.skipif(not get_target("executorch").available().ok, reason="executorch is not installed")
+
+
+def _entry(p, art):
+    return {"name": p.name, "files": art.files, "inputs": [s.to_json() for s in p.inputs],
+            "outputs": [s.to_json() for s in p.outputs], "precision": art.precision}
+
+
+def _eager(p, xs):
+    import torch
+
+    with torch.no_grad():
+        return p.module(*[torch.from_numpy(x) for x in xs]).numpy()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("executorch")
+    t = get_target("executorch")
+    res = {}
+    for p in fixture_programs():
+        warnings = t.preflight(p)
+        res[p.name] = (p, t.export(p, None, out), warnings)
+    return out, res
+
+
+def test_report_counts_delegated_and_portable_ops(exported):
+    out, res = exported
+    _, art, warnings = res["renderer"]
+    rep = art.report
+    assert rep["portable_compute_ops"] == {"aten.grid_sampler_2d": 1}
+    assert rep["delegated_ops"]["aten.convolution"] == 3 and "aten.upsample_bilinear2d" in rep["delegated_ops"]
+    assert rep["size_bytes"] == (out / "renderer.pte").stat().st_size > 0
+    assert any("aten.grid_sampler_2d x1 runs on portable kernels" in w.construct for w in warnings)
+    den = res["denoiser"][1].report
+    assert den["portable_compute_ops"] == {"aten.native_layer_norm": 3}
+    assert set(den["portable_modules"]["aten.native_layer_norm"]) == {"block.norm1", "block.norm2", "norm"}
+    assert den["delegated_ops"]["aten.linear"] >= 6 and den["delegate_subgraphs"] >= 1
+
+
+@pytest.mark.parametrize("name", ["renderer", "denoiser"])
+def test_runner_matches_eager_fp32(exported, name):
+    out, res = exported
+    p, art, _ = res[name]
+    run = get_target("executorch").runner(out, _entry(p, art), threads=1)
+    rng = np.random.default_rng(1)
+    for _ in range(2):  # a fresh input each time: outputs must not alias planned memory
+        xs = [rng.standard_normal(s.shape).astype(np.float32) for s in p.inputs]
+        (y,) = run(*xs)
+        assert y.shape == tuple(p.outputs[0].shape)
+        assert np.abs(y - _eager(p, xs)).max() <= 1e-4
+    (y_list,) = run(xs)  # list form too
+    assert np.array_equal(y_list, y)
+
+
+def test_wrong_input_shape_is_an_input_error(exported):
+    out, res = exported
+    p, art, _ = res["renderer"]
+    run = get_target("executorch").runner(out, _entry(p, art))
+    with pytest.raises(InputError, match=r"'image'.*expected shape \(1, 3, 32, 32\), given \(1, 3, 16, 16\)"):
+        run(np.zeros((1, 3, 16, 16), np.float32), np.zeros((1, 16), np.float32))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_corrupt_pte_is_a_bundle_error(exported, tmp_path, damage):
+    out, res = exported
+    p, art, _ = res["denoiser"]
+    data = (out / art.files[0]).read_bytes()
+    (tmp_path / art.files[0]).write_bytes(data[: len(data) // 2] if damage == "truncate" else b"not a program" * 64)
+    with pytest.raises(BundleError, match="cannot load ExecuTorch program denoiser.pte"):
+        get_target("executorch").runner(tmp_path, _entry(p, art))
+
+
+def test_bundled_program_carries_golden_vectors_that_verify(exported):
+    from edgeth.targets.executorch import verify_bundled
+
+    out, res = exported
+    p, art, _ = res["renderer"]
+    rng = np.random.default_rng(2)
+    calls = [[rng.random(s.shape, dtype=np.float32) for s in p.inputs] for _ in range(2)]
+    expected = [[_eager(p, xs)] for xs in calls]
+    t = get_target("executorch")
+    assert t.attach_golden(out, art, calls, expected) == ["renderer.bpte"]
+    assert verify_bundled(out / "renderer.bpte", rtol=1e-5, atol=1e-4) == [True, True]
+    # wrong expectations are caught by the runtime's own comparison
+    t.attach_golden(out, art, calls, [expected[0], [expected[1][0] + 0.5]])
+    assert verify_bundled(out / "renderer.bpte", rtol=1e-5, atol=1e-4) == [True, False]
+    with pytest.raises(InputError, match=r"golden call 0: .*'image'.*given \(1, 3, 8, 8\)"):
+        t.attach_golden(out, art, [[np.zeros((1, 3, 8, 8), np.float32), calls[0][1]]], expected[:1])
+    (out / "broken.bpte").write_bytes(b"\0" * 100)
+    with pytest.raises(BundleError, match="broken.bpte"):
+        verify_bundled(out / "broken.bpte")
