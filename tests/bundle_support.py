@@ -152,15 +152,22 @@ def write_media(folder: Path, seconds: float = 0.64) -> tuple[Path, Path]:
 
 
 def build_bundle(root: Path, targets: list[str] | None = None, tar: bool = True) -> dict[str, Path]:
-    """RUN/ of the fixture family and its bundle (+ .tar) for every target that can export and run here."""
+    """RUN/ of the fixture family and its bundle (+ .tar) for every target that can export here
+    (those that cannot run here, e.g. Core ML on Linux, are exported but not run)."""
     from edgeth.bundle.export import export_bundle
 
     run = make_run(root / "run")
-    targets = targets if targets is not None else runnable_targets()
+    targets = targets if targets is not None else exportable_targets()
     image, audio = sample_media()
     with registered():
         res = export_bundle(run, root / "bundle", targets=targets, image=image, audio=audio, tar=tar, progress=False)
     return {"run": run, "bundle": res.path, "tar": res.tar, "root": root}
+
+
+def exportable_targets() -> list[str]:
+    from edgeth.targets import get_target, target_names
+
+    return [t for t in target_names() if get_target(t).available().ok]
 
 
 def runnable_targets() -> list[str]:

@@ -175,7 +175,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
             "files": {},
         }
         manifest = _json_clean(manifest)
-        checks = _verify_exports(tmp, manifest, recorder, threads, progress)
+        checks, verified = _verify_exports(tmp, manifest, recorder, threads, progress)
+        for tg, rec in manifest["targets"].items():
+            rec["verified_at_export"] = tg in verified  # False: exported here, runs elsewhere (Core ML on Linux)
         t["verify"] = time.perf_counter()
         manifest["files"] = hash_tree(tmp)
         validate(manifest)
@@ -261,8 +263,10 @@ def _edgeth_version() -> str:
 
 
 def _verify_exports(root: Path, manifest: dict, recorder: G.GoldenRecorder, threads: int | None,
-                    progress: bool) -> list:
-    """Run every exported program on its golden calls; CheckFailed if any output misses tolerance."""
+                    progress: bool) -> tuple[list, set[str]]:
+    """Run every exported program on its golden calls; CheckFailed if any output misses tolerance.
+
+    Returns (checks, targets that could run here and were verified)."""
     from tqdm import tqdm
 
     from edgeth.bundle.io import Bundle
@@ -271,12 +275,13 @@ def _verify_exports(root: Path, manifest: dict, recorder: G.GoldenRecorder, thre
     from edgeth.targets import get_target
 
     bundle = Bundle(root, manifest, root)
-    checks = []
+    checks, verified = [], set()
     items = [(tg, p["name"]) for tg in manifest["targets"] for p in manifest["programs"]]
     for tg, name in tqdm(items, desc="verify", unit="program", disable=not progress, leave=False):
         tgt = get_target(tg)
         if not tgt.runtime_available().ok:
             continue  # exported here, runs elsewhere (e.g. Core ML on Linux); `edgeth verify` runs it there
+        verified.add(tg)
         run = tgt.runner(root / tg, bundle.entry(name, tg), threads)
         ins_specs, _ = bundle.specs(name)
         calls = recorder.calls[name]
@@ -288,4 +293,4 @@ def _verify_exports(root: Path, manifest: dict, recorder: G.GoldenRecorder, thre
     if bad:
         raise CheckFailed("exported programs miss FP32 parity: " + "; ".join(f"{c.name}: {c.worst}" for c in bad[:6]),
                           "the export is wrong; nothing was written (EDGETH_DEBUG=1 for details)")
-    return checks
+    return checks, verified

@@ -47,7 +47,8 @@ def describe(bundle) -> list[str]:
     out = [f"bundle   {bundle.source}",
            f"format   {m['format']} v{m['format_version']}, created {m['created']}",
            f"model    {mod['family']} (preset {mod.get('preset') or '?'}), checkpoint sha256 {mod['checkpoint_sha256'][:16]}…",
-           "targets  " + (", ".join(f"{t} ({r['precision']})" for t, r in sorted(m["targets"].items()))
+           "targets  " + (", ".join(f"{t} ({r['precision']}{'' if r.get('verified_at_export', True) else ', not run at export'})"
+                                    for t, r in sorted(m["targets"].items()))
                           or "none (reference only: runs on the torch backend)"),
            "", "programs"]
     for p in m["programs"]:

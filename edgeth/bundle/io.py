@@ -214,7 +214,7 @@ def write_tar(bundle_dir: Path, tar_path: Path | None = None) -> Path:
         ti.uid = ti.gid = 0
         ti.uname = ti.gname = ""
         ti.mtime = 0
-        ti.mode = 0o755 if ti.isdir() else 0o644
+        ti.mode = 0o755 if ti.isdir() or ti.mode & 0o111 else 0o644  # keep scripts executable
         return ti
 
     with atomic_path(tar_path) as tmp:

@@ -8,7 +8,8 @@ Format version 1. Top-level fields:
   producer          {"edgeth": version, "tools": {package: version}} (torch, executorch, onnx, ...)
   model             {"family", "preset", "checkpoint_sha256", "reference": [bundle paths]}
   precision         the precision asked for at export ("fp32", ...)
-  targets           {target: {"precision", "tolerances": {"frames": {...}, <extra>: {...}}}}
+  targets           {target: {"precision", "tolerances": {"frames": {...}, <stage>: {...}},
+                              "verified_at_export": bool (False: its runtime was absent, e.g. Core ML on Linux)}}
   programs          [{"name", "inputs": [TensorSpec], "outputs": [TensorSpec], "flops",
                       "float_only", "meta",
                       "golden": {"file", "calls", "calls_total"},
