@@ -190,6 +190,11 @@ def test_cli_export_refuses_other_precisions_and_unknown_targets(fixture_bundle,
     assert_clean_error(cli(*base, "--target", "nosuch"), 2, "unknown target")
     assert_clean_error(cli("export", "--ckpt", str(tmp_path / "missing"), "--out", str(tmp_path / "b")), 2, "does not exist")
     assert not (tmp_path / "b").exists()
+    precious = tmp_path / "docs"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    assert_clean_error(cli("export", "--ckpt", str(fixture_bundle["run"]), "--out", str(precious)), 2, "not a bundle")
+    assert (precious / "notes.txt").read_text() == "keep me"
 
 
 def test_cli_unavailable_backend_lists_available(fixture_bundle):

@@ -104,6 +104,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
     from edgeth.targets import get_target
 
     run_dir, out = Path(run_dir), Path(out)
+    _check_out(out)
     t = {"start": time.perf_counter()}
     family = resolve_family(run_dir, model)
     run = family.load(run_dir)
@@ -187,6 +188,17 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
     keys = list(t)
     return ExportResult(out, tar_path, manifest, checks,
                         {keys[i]: round(t[keys[i]] - t[keys[i - 1]], 3) for i in range(1, len(keys))})
+
+
+def _check_out(out: Path) -> None:
+    """`out` is replaced as a whole: refuse a file, or a non-empty folder that is not a bundle."""
+    from edgeth.bundle.manifest import MANIFEST
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file", "pass a folder path for the bundle")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise InputError(f"--out {out} exists and is not a bundle (it would be replaced)",
+                         "choose a new folder, or empty this one first")
 
 
 def export_program(target, program, plan, out_dir: Path):

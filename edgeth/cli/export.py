@@ -18,12 +18,14 @@ import click
 @click.option("--audio", type=click.Path(path_type=Path), default=None, help="Speech for the golden run (default: synthetic).")
 @click.option("--seconds", type=float, default=None, help="Length of the synthetic golden input (default: one window).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler noise stored as golden.")
+@click.option("--steps", type=int, default=None, help="Sampler steps of the golden run (default: the model's schedule).")
 @click.option("--golden-calls", type=int, default=8, show_default=True, help="Calls recorded per program.")
 @click.option("--tar", "tar", is_flag=True, help="Also write BUNDLE.tar next to the folder.")
 @click.option("--threads", type=int, default=None, help="Runtime threads for the export-time parity check.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def cli(ckpt, model, targets, out, precision, image, audio, seconds, seed, golden_calls, tar, threads, as_json, quiet):
+def cli(ckpt, model, targets, out, precision, image, audio, seconds, seed, steps, golden_calls, tar, threads, as_json,
+        quiet):
     """Export a checkpoint into a bundle for one or more targets, verified against PyTorch.
 
     Loads the run, builds its programs, preflights them per target, runs the PyTorch
@@ -46,7 +48,8 @@ def cli(ckpt, model, targets, out, precision, image, audio, seconds, seed, golde
         img, aud = _read_inputs(ckpt, model, image, audio)
     names = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
     res = export_bundle(ckpt, out, model=model, targets=names, precision=precision, image=img, audio=aud,
-                        seed=seed, seconds=seconds, golden_calls=golden_calls, tar=tar, threads=threads,
+                        seed=seed, seconds=seconds, options={"steps": steps} if steps else None,
+                        golden_calls=golden_calls, tar=tar, threads=threads,
                         progress=not quiet and not as_json)
     if as_json:
         click.echo(json.dumps({"bundle": str(res.path), "tar": str(res.tar) if res.tar else None,
