@@ -181,6 +181,29 @@ def verify_pipeline(bundle, backend: str, threads: int | None = None, progress: 
     return compare_stages(bundle, target_for_backend(backend), result.frames, result.extras)
 
 
+def verify_bundled_programs(bundle, target: str) -> list[Check]:
+    """ExecuTorch only: run the golden cases embedded in each `<program>.bpte` with the runtime's
+    own BundledProgram verifier (what an app can do on the phone without edgeth)."""
+    if target != "executorch":
+        return []
+    from edgeth.targets.executorch import verify_bundled
+
+    checks = []
+    for name in bundle.program_names:
+        art = bundle.program(name)["artifacts"].get(target, {})
+        bpte = [f for f in art.get("files", []) if f.endswith(".bpte")]
+        if not bpte:
+            continue
+        out_names = [s["name"] for s in bundle.program(name)["outputs"]]
+        atol = min(bundle.tolerance(name, o, target).get("max_abs", 1e-4) for o in out_names)
+        ok = verify_bundled(bundle.artifact_dir(target) / bpte[0], rtol=1e-5, atol=atol)
+        bad = [i for i, v in enumerate(ok) if not v]
+        checks.append(Check(f"bundled/{name}", {"cases": len(ok), "failed": len(bad)}, bool(ok) and not bad,
+                            f"{len(ok) - len(bad)}/{len(ok)} BundledProgram cases within atol {atol:g}"
+                            + (f"; failing cases {bad}" if bad else ""), {"atol": atol, "rtol": 1e-5}))
+    return checks
+
+
 def verify_bundle(bundle, backend: str = "torch", *, threads: int | None = None, programs: bool = True,
                   pipeline: bool = True, progress: bool = False) -> Report:
     """Run every golden call and the golden pipeline on `backend`; compare with tolerances."""
@@ -195,6 +218,7 @@ def verify_bundle(bundle, backend: str = "torch", *, threads: int | None = None,
     call = program_call(bundle, backend, threads)  # raises if the backend cannot run here
     if programs:
         rep.checks += verify_programs(bundle, call, target_for_backend(backend), progress)
+        rep.checks += verify_bundled_programs(bundle, target_for_backend(backend))
     if pipeline:
         rep.checks += verify_pipeline(bundle, backend, threads, progress, call=call)
     rep.seconds = time.perf_counter() - t0

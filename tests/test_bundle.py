@@ -58,6 +58,9 @@ def test_every_backend_matches_golden(fixture_bundle, backend):
     frames = next(c for c in rep.checks if c.name == "pipeline/frames")
     assert frames.metrics["psnr_db"] >= 60.0
     assert len(frames.detail["curve"]["psnr_db"]) == 16
+    if backend == "executorch":  # the .bpte's own golden cases, through ExecuTorch's verifier
+        bundled = {c.name: c.metrics for c in rep.checks if c.name.startswith("bundled/")}
+        assert bundled == {"bundled/denoiser": {"cases": 6, "failed": 0}, "bundled/renderer": {"cases": 8, "failed": 0}}
 
 
 def test_tar_and_folder_hold_the_same_bundle(fixture_bundle):
