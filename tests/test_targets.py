@@ -176,10 +176,22 @@ def test_exported_program_is_cached_until_weights_change():
 
 
 @pytest.mark.parametrize("name", ["executorch", "onnx", "coreml", "tensorrt"])
-def test_non_fp32_plans_route_to_the_quantizer(name, tmp_path):
+def test_non_fp32_plans_route_to_the_quantizer(name, tmp_path, monkeypatch):
+    import importlib
+
+    quantizer = importlib.import_module(f"edgeth.targets.{name}.quantizer")
+    seen = []
+
+    def refuse(program, *args):
+        seen.append((program.name, args[-1] if name in ("executorch", "coreml", "tensorrt") else args[1]))
+        raise EdgethError("sentinel from the quantizer hook")
+
+    monkeypatch.setattr(quantizer, "apply", refuse)
     p = _program("tiny", torch.nn.Linear(3, 2), torch.randn(1, 3), out_shape=(1, 2))
-    with pytest.raises(EdgethError, match=f"precision int8 for target {name} arrives with the quantization work"):
-        get_target(name).export(p, PrecisionPlan("int8"), tmp_path)
+    plan = PrecisionPlan("int8")
+    with pytest.raises(EdgethError, match="sentinel from the quantizer hook"):
+        get_target(name).export(p, plan, tmp_path)
+    assert seen == [("tiny", plan)]
     assert [f.name for f in tmp_path.iterdir() if not f.name.startswith(".")] == []  # nothing half-written
 
 

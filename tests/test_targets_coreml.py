@@ -1,6 +1,8 @@
 """Core ML target: the .mlpackage exports on Linux and reads back as a spec; predict() needs macOS."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -34,6 +36,7 @@ def test_mlpackage_is_written_and_loads_as_a_spec(exported):
         assert [(i["name"], tuple(i["shape"])) for i in spec["inputs"]] == [(s.name, s.shape) for s in p.inputs]
         assert [(o["name"], o["dtype"]) for o in spec["outputs"]] == [(s.name, "FLOAT32") for s in p.outputs]
         assert art.report["mil_ops"] == spec["mil_ops"] and art.report["size_bytes"] > 0
+        assert json.loads(json.dumps(art.report))["deployment_target"] == "iOS16"
     assert "resample" in pairs[0][1].report["mil_ops"]  # the renderer's grid_sample
     assert "layer_norm" in pairs[1][1].report["mil_ops"]
     assert not [f for f in out.iterdir() if f.name.startswith(".")]  # no temp dirs left behind

@@ -1,6 +1,8 @@
 """ExecuTorch target on the fixture programs: export -> run -> parity, report, bundled program, errors."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,7 @@ def test_report_counts_delegated_and_portable_ops(exported):
     assert rep["portable_compute_ops"] == {"aten.grid_sampler_2d": 1}
     assert rep["delegated_ops"]["aten.convolution"] == 3 and "aten.upsample_bilinear2d" in rep["delegated_ops"]
     assert rep["size_bytes"] == (out / "renderer.pte").stat().st_size > 0
+    assert json.loads(json.dumps(rep))["signature"]["inputs"][0]["name"] == "image"  # manifest-ready
     assert any("aten.grid_sampler_2d x1 runs on portable kernels" in w.construct for w in warnings)
     den = res["denoiser"][1].report
     assert den["portable_compute_ops"] == {"aten.native_layer_norm": 3}

@@ -40,6 +40,7 @@ def test_onnx_export_checks_and_matches_eager(onnx_out, programs, name):
     p, art = programs[name], arts[name]
     onnx.checker.check_model(str(out / art.files[0]), full_check=True)
     assert art.report["opset"] == 18 and art.report["size_bytes"] > 0
+    json.dumps(art.report)  # goes into the manifest as is
     if name == "renderer":
         assert art.report["ops"]["GridSample"] == 1 and art.report["ops"]["Conv"] == 3
     run = get_target("onnx").runner(out, _entry(p, art.files), threads=1)
@@ -99,6 +100,7 @@ def test_tensorrt_export_writes_onnx_recipe_and_build_script(tmp_path, programs)
     p = programs["renderer"]
     art = t.export(p, None, tmp_path)
     assert art.files == ["renderer.onnx", "renderer.trt.json", "build_engine.sh"]
+    assert json.loads(json.dumps(art.report))["trtexec"].startswith("trtexec --onnx=renderer.onnx")
     onnx.checker.check_model(str(tmp_path / "renderer.onnx"), full_check=True)
     rec = json.loads((tmp_path / "renderer.trt.json").read_text())
     assert rec["onnx"] == "renderer.onnx" and rec["engine"] == "renderer.engine" and rec["precision"] == "fp32"

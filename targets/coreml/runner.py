@@ -18,10 +18,10 @@ def make_runner(artifact_dir: Path, entry: dict[str, Any], threads: int | None =
     import numpy as np
 
     path = artifact_file(artifact_dir, entry, ".mlpackage")
-    import coremltools as ct
-
     try:
         with quiet_python():
+            import coremltools as ct
+
             model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
     except Exception as e:
         raise BundleError(f"cannot load Core ML model {path.name}: {first_line(e)}",

@@ -42,11 +42,13 @@ def _check_against(method_meta, kind: str, calls: Sequence[Sequence[Any]]) -> No
 def attach_golden(artifact_dir: Path, artifact, inputs: list[list[Any]], outputs: list[list[Any]]) -> list[str]:
     import numpy as np
     import torch
-    from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
-    from executorch.devtools.bundled_program.core import BundledProgram
-    from executorch.devtools.bundled_program.serialize import serialize_from_bundled_program_to_flatbuffer
 
     from edgeth.targets.executorch.runner import load_method
+
+    with quiet_python():
+        from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
+        from executorch.devtools.bundled_program.core import BundledProgram
+        from executorch.devtools.bundled_program.serialize import serialize_from_bundled_program_to_flatbuffer
 
     if not inputs or len(inputs) != len(outputs):
         raise InputError(f"golden vectors for {artifact.program!r}: {len(inputs)} input sets, {len(outputs)} output sets",
