@@ -140,9 +140,14 @@ def _locate_data_dependent(module, args, kwargs, path: str = "") -> str:
 
     captured: dict[str, tuple] = {}
     children = dict(module.named_children())
-    hooks = [child.register_forward_pre_hook(
-        (lambda name: lambda _m, a, k: captured.setdefault(name, (a, k)) and None)(name), with_kwargs=True)
-        for name, child in children.items()]
+
+    def recorder(name: str):
+        def hook(_module, args, kwargs):
+            captured.setdefault(name, (args, kwargs))  # first call only; returning None keeps the inputs
+
+        return hook
+
+    hooks = [child.register_forward_pre_hook(recorder(name), with_kwargs=True) for name, child in children.items()]
     try:
         with torch.no_grad():
             module(*args, **(kwargs or {}))
