@@ -69,7 +69,7 @@ def make_plans(programs: list, precision: str = "fp32") -> dict[str, Any]:
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
     if precision != "fp32":
-        raise InputError(f"precision {precision!r} arrives with quantization", "export with --precision fp32 for now")
+        raise InputError(f"precision {precision!r} needs calibration", "use edgeth.quantize.planning.make_plans")
     return {p.name: PrecisionPlan("fp32") for p in programs}
 
 
@@ -95,8 +95,13 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
                   targets: list[str] | None = None, precision: str = "fp32", plans: dict[str, Any] | None = None,
                   image: np.ndarray | None = None, audio: np.ndarray | None = None, seed: int = 0,
                   seconds: float | None = None, options: dict[str, Any] | None = None, golden_calls: int = 8,
-                  tar: bool = False, threads: int | None = None, progress: bool = True) -> ExportResult:
-    """Export the checkpoint in `run_dir` into a verified bundle at `out` (see module docstring)."""
+                  tar: bool = False, threads: int | None = None, progress: bool = True,
+                  quantize: dict[str, Any] | None = None) -> ExportResult:
+    """Export the checkpoint in `run_dir` into a verified bundle at `out` (see module docstring).
+
+    `precision` is one precision for every target, or per target ("executorch=int8,onnx=fp16");
+    `quantize` holds the quantization options (budget, calib_dir, calib_clips, cache_dir) for
+    edgeth.quantize.planning.make_plans."""
     from tqdm import tqdm
 
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
@@ -116,8 +121,13 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
         raise InputError(f"pipeline names programs the family did not build: {', '.join(missing)}",
                          "this is a model-family bug; report it")
     target_list = resolve_targets(targets)
-    plans = plans or make_plans(programs, precision)
     options = dict(options or {})
+    quant_record: dict[str, Any] = {}
+    if plans is None:
+        plans, per_target, quant_record = _quantization_plans(programs, spec, precision, target_list, quantize, seed,
+                                                              options, threads, progress)
+    else:
+        per_target = {}
 
     preflight = _preflight(target_list, programs)
     t["preflight"] = time.perf_counter()
@@ -147,12 +157,13 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
             (tmp / target).mkdir(exist_ok=True)
             for p in programs:
                 bar.set_postfix_str(f"{target}:{p.name}")
-                art = export_program(tgt, p, plans[p.name], tmp / target)
+                plan = per_target.get(target, plans)[p.name]
+                art = export_program(tgt, p, plan, tmp / target)
                 calls = recorder.calls.get(p.name, [])
                 if calls and hasattr(tgt, "attach_golden"):
                     extra = tgt.attach_golden(tmp / target, art, [c[0] for c in calls], [c[1] for c in calls]) or []
                     art.files = list(art.files) + [f for f in extra if f not in art.files]
-                artifacts[p.name][target] = _artifact_record(art, p, plans[p.name], preflight[target][p.name])
+                artifacts[p.name][target] = _artifact_record(art, p, plan, preflight[target][p.name])
                 bar.update(1)
         bar.close()
         t["export"] = time.perf_counter()
@@ -175,6 +186,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
             "tolerances": _tolerance_table(),
             "files": {},
         }
+        if quant_record:
+            manifest["quantization"] = quant_record
+            _budget_tolerances(manifest["targets"], quant_record)
         manifest = _json_clean(manifest)
         checks, verified = _verify_exports(tmp, manifest, recorder, threads, progress)
         for tg, rec in manifest["targets"].items():
@@ -188,6 +202,66 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
     keys = list(t)
     return ExportResult(out, tar_path, manifest, checks,
                         {keys[i]: round(t[keys[i]] - t[keys[i - 1]], 3) for i in range(1, len(keys))})
+
+
+def _quantization_plans(programs, spec, precision: str, targets: list[str], quantize, seed, options, threads,
+                        progress) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, Any]]:
+    """(plans, per-target plans, manifest record) for `precision` ("int8" or "executorch=int8,onnx=fp16")."""
+    import os
+
+    from edgeth.quantize.planning import make_plans as quant_plans
+    from edgeth.targets import get_target
+
+    q = dict(quantize or {})
+    q.setdefault("cache_dir", Path(os.environ.get("EDGETH_CACHE", Path.home() / ".cache" / "edgeth")) / "calibration")
+    wanted = _precision_per_target(precision, targets)
+    budget = q.pop("budget", None)
+    if budget and "mixed" not in wanted.values():
+        raise InputError("--budget applies to --precision mixed", "drop --budget or export with --precision mixed")
+    by_precision = {}
+    for prec in dict.fromkeys(wanted.values()):
+        runnable = [t for t, p in wanted.items() if p == prec and get_target(t).runtime_available().ok]
+        by_precision[prec] = quant_plans(programs, spec, prec, seed=seed, options=options, threads=threads,
+                                         progress=progress, budget=budget if prec == "mixed" else None,
+                                         verify_target=runnable[0] if prec == "mixed" and runnable else None, **q)
+    per_target = {t: by_precision[p].plans for t, p in wanted.items()}
+    first = by_precision[wanted[targets[0]]].plans if targets else by_precision[next(iter(by_precision))].plans
+    record = {p: r.to_json() for p, r in by_precision.items() if p != "fp32"}
+    for r in record.values():
+        r.pop("plans", None)  # per-artifact records hold each plan
+    return first, per_target, record
+
+
+def _precision_per_target(precision: str, targets: list[str]) -> dict[str, str]:
+    from edgeth.quantize.planning import parse_precision
+
+    text = (precision or "fp32").strip()
+    if "=" not in text:
+        p = parse_precision(text)
+        return {t: p for t in targets} or {"": p}
+    out = {}
+    for part in (x.strip() for x in text.split(",") if x.strip()):
+        t, _, p = part.partition("=")
+        if t.strip() not in targets:
+            raise InputError(f"--precision names target {t.strip()!r}, which is not exported",
+                             f"targets: {', '.join(targets)}")
+        out[t.strip()] = parse_precision(p)
+    for t in targets:
+        out.setdefault(t, "fp32")
+    return out
+
+
+def _budget_tolerances(target_records: dict[str, Any], quant_record: dict[str, Any]) -> None:
+    """A mixed plan's budget is its targets' end-to-end tolerance (frames PSNR / motion cosine)."""
+    mixed = (quant_record.get("mixed") or {}).get("mixed") or {}
+    budget = mixed.get("budget") or {}
+    key = {"psnr": ("frames", "psnr_db"), "cosine": ("motion", "cosine"), "tokens": ("indices", "token_agreement")}
+    for rec in target_records.values():
+        if rec.get("precision") != "mixed":
+            continue
+        for metric, bound in budget.items():
+            stage, name = key[metric]
+            rec.setdefault("tolerances", {}).setdefault(stage, {})[name] = float(bound)
 
 
 def _check_out(out: Path) -> None:

@@ -13,7 +13,11 @@ import click
 @click.option("--target", "targets", default=None, help="Comma-separated targets (default: every one available here).")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Bundle folder to write.")
 @click.option("--precision", default="fp32", show_default=True,
-              help="Only fp32 for now; other precisions arrive with quantization.")
+              help="fp32|fp16|int8|int8-weights|mixed for every target, or per target: executorch=int8,onnx=fp16.")
+@click.option("--budget", default=None, help="Accuracy budget for --precision mixed: psnr=35 | cosine=0.999 | tokens=0.99.")
+@click.option("--calib", "calib_dir", type=click.Path(path_type=Path), default=None,
+              help="Calibration clips: <name>.png + <name>.wav pairs (default: synthetic clips).")
+@click.option("--calib-clips", type=int, default=4, show_default=True, help="Calibration clips to run the reference on.")
 @click.option("--image", type=click.Path(path_type=Path), default=None, help="Portrait for the golden run (default: synthetic).")
 @click.option("--audio", type=click.Path(path_type=Path), default=None, help="Speech for the golden run (default: synthetic).")
 @click.option("--seconds", type=float, default=None, help="Length of the synthetic golden input (default: one window).")
@@ -24,8 +28,8 @@ import click
 @click.option("--threads", type=int, default=None, help="Runtime threads for the export-time parity check.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def cli(ckpt, model, targets, out, precision, image, audio, seconds, seed, steps, golden_calls, tar, threads, as_json,
-        quiet):
+def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, image, audio, seconds, seed, steps,
+        golden_calls, tar, threads, as_json, quiet):
     """Export a checkpoint into a bundle for one or more targets, verified against PyTorch.
 
     Loads the run, builds its programs, preflights them per target, runs the PyTorch
@@ -34,9 +38,14 @@ def cli(ckpt, model, targets, out, precision, image, audio, seconds, seed, steps
     export fails and nothing is written), writes manifest.json and renames the bundle into
     place.
 
+    Quantized precisions calibrate on the reference pipeline's real inputs (--calib clips or
+    synthetic ones, cached per checkpoint); mixed keeps the fewest layers in float that meet
+    --budget on the generated video.
+
     \b
-    Example:
+    Examples:
       edgeth export --ckpt runs/tiny --target executorch,onnx --out bundle/ --tar
+      edgeth export --ckpt runs/tiny --target executorch --precision mixed --budget psnr=35 --out b8/
     """
     from edgeth.bundle.export import export_bundle
     from edgeth.errors import InputError
@@ -50,7 +59,8 @@ def cli(ckpt, model, targets, out, precision, image, audio, seconds, seed, steps
     res = export_bundle(ckpt, out, model=model, targets=names, precision=precision, image=img, audio=aud,
                         seed=seed, seconds=seconds, options={"steps": steps} if steps else None,
                         golden_calls=golden_calls, tar=tar, threads=threads,
-                        progress=not quiet and not as_json)
+                        progress=not quiet and not as_json,
+                        quantize={"budget": budget, "calib_dir": calib_dir, "calib_clips": calib_clips})
     if as_json:
         click.echo(json.dumps({"bundle": str(res.path), "tar": str(res.tar) if res.tar else None,
                                "targets": sorted(res.manifest["targets"]), "seconds": res.seconds,
@@ -64,6 +74,12 @@ def cli(ckpt, model, targets, out, precision, image, audio, seconds, seed, steps
             click.echo(f"  {tg:<11} {p['name']:<14} {art['precision']:<5} {size / 1e6:7.2f} MB  {', '.join(art['files'])}")
     for c in res.checks:
         click.echo(f"  parity {c.name:<40} {c.worst}")
+    for prec, q in (m.get("quantization") or {}).items():
+        mixed = q.get("mixed")
+        if mixed:
+            fl = {k: v for k, v in mixed["float_layers"].items() if v}
+            click.echo(f"  mixed  budget {mixed['budget']}: full INT8 {mixed['full_int8']}, plan {mixed['achieved']}"
+                       f" (simulated); float layers {fl or 'none'}")
     if res.tar:
         click.echo(f"tar    {res.tar}")
     click.echo("time   " + ", ".join(f"{k} {v:.1f}s" for k, v in res.seconds.items()))

@@ -5,10 +5,11 @@ compute_precision FLOAT32 for fp32, every input a fixed-shape TensorType (ct.Ran
 for TensorSpec.dynamic dims), every output pinned to float32 so an FP16 model still
 returns FP32 arrays (iOS16+ would otherwise return FP16).
 
-Quantization hook point (quantizer.py): after ct.convert. quantizer.apply(program, mlmodel,
-plan) returns the model to save: compute_precision FLOAT16 (re-convert) for fp16, weight
+Quantization hook point (quantizer.py): around ct.convert. quantizer.apply(program, mlmodel,
+plan) returns (the model to save, report): compute_precision FLOAT16 for fp16, weight
 compression (ct.optimize.coreml.linear_quantize_weights) for int8-weights; W8A8 from a
-PT2E-quantized ExportedProgram also converts (see the export-stack notes).
+PT2E-quantized ExportedProgram (see the export-stack notes). mlmodel is None when the
+quantizer converts itself (every non-fp32 precision: no wasted FP32 conversion).
 
 The .mlpackage is a directory: written under a temp name in out_dir, then renamed.
 """
@@ -52,20 +53,21 @@ def _tensor_types(ct, specs, outputs: bool = False):
     return out
 
 
-def convert(program, precision: str = "fp32"):
-    """The converted ct.models.MLModel (not loaded: conversion works on Linux)."""
-    import logging
+def convert(program, precision: str = "fp32", ep=None, deployment_target: str = DEPLOYMENT_TARGET):
+    """The converted ct.models.MLModel (not loaded: conversion works on Linux).
 
-    logging.getLogger("coremltools").setLevel(logging.ERROR)
-    import coremltools as ct
+    `ep` replaces the program's own ExportedProgram (the quantizer passes a PT2E-quantized
+    one, which needs iOS17 for its quantize/dequantize ops)."""
+    with quiet_python():  # coremltools logs and pulls in torchao at import
+        import coremltools as ct
 
     compute = ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32
     try:
         with quiet_python():
-            ep = export_program(program).run_decompositions({})  # ct.convert wants the ATen dialect
+            ep = (ep or export_program(program)).run_decompositions({})  # ct.convert wants the ATen dialect
             return ct.convert(ep, inputs=_tensor_types(ct, program.inputs),
                               outputs=_tensor_types(ct, program.outputs, outputs=True),
-                              convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, DEPLOYMENT_TARGET),
+                              convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, deployment_target),
                               compute_precision=compute, skip_model_load=True)
     except Exception as e:
         raise convert_failure("coreml", program.name, e, "ct.convert") from None
@@ -85,7 +87,8 @@ def save_mlpackage(mlmodel, dest: Path) -> None:
 
 def describe(path: Path) -> dict[str, Any]:
     """Read the saved spec (works on Linux): I/O names, shapes, dtypes, MIL op counts."""
-    import coremltools as ct
+    with quiet_python():
+        import coremltools as ct
 
     spec = ct.utils.load_spec(str(path))
     dt = {v: k for k, v in ct.proto.FeatureTypes_pb2.ArrayFeatureType.ArrayDataType.items()}
@@ -107,11 +110,15 @@ def export(target, program, plan, out_dir: Path) -> Artifact:
 
     warnings = target.check_preflight(program)
     precision = precision_of(plan)
-    mlmodel = convert(program, "fp32")
-    if precision != "fp32":
-        mlmodel = quantizer.apply(program, mlmodel, plan)
+    qreport: dict[str, Any] = {}
+    if precision == "fp32":
+        mlmodel = convert(program, "fp32")
+    else:
+        mlmodel, qreport = quantizer.apply(program, None, plan)
     dest = Path(out_dir) / f"{program.name}.mlpackage"
     save_mlpackage(mlmodel, dest)
-    report = {"deployment_target": DEPLOYMENT_TARGET, "compute_precision": "float32" if precision == "fp32" else precision,
-              **describe(dest), "size_bytes": path_size(dest), "preflight": [w.to_json() for w in warnings]}
+    report = {"deployment_target": qreport.get("deployment_target", DEPLOYMENT_TARGET),
+              "compute_precision": "float32" if precision == "fp32" else precision,
+              **describe(dest), "size_bytes": path_size(dest), "preflight": [w.to_json() for w in warnings],
+              "quantization": qreport}
     return Artifact(target="coreml", program=program.name, files=[dest.name], precision=precision, report=report)

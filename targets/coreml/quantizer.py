@@ -1,21 +1,75 @@
-"""Core ML quantization hook (filled by the quantization work).
+"""Core ML quantization: around ct.convert (see exporter.py).
 
-Stage: after ct.convert (see exporter.py). `apply(program, mlmodel, plan)` returns the
-ct.models.MLModel to save: fp16 -> re-convert with compute_precision FLOAT16 (outputs stay
-pinned FP32); int8-weights -> ct.optimize.coreml.linear_quantize_weights (works on Linux);
-int8 W8A8 -> convert an XNNPACK-PT2E-quantized ExportedProgram (CoreMLQuantizer does not
-import under torch 2.13, and linear_quantize_activations needs predict(), i.e. macOS).
+`apply(program, mlmodel, plan) -> (ct.models.MLModel, report)`; mlmodel is the FP32
+conversion when the caller already has one (weight compression reuses it), else None.
+
+  fp16           ct.convert with compute_precision FLOAT16 (outputs stay pinned FP32)
+  int8-weights   weight-only INT8: ct.optimize.coreml.linear_quantize_weights
+                 (linear_symmetric, per-channel), on the FP32 conversion; works on Linux
+  int8 / mixed   W8A8: coremltools' own PT2E quantizer does not import under torch 2.13
+                 and linear_quantize_activations needs predict() (macOS), so the program is
+                 quantized with edgeth's PT2E flow (XNNPACK quantizer: per-channel symmetric
+                 weights, per-tensor activations, calibrated on the captured pipeline inputs,
+                 plan.float_layers / program.float_only in float) and the quantized graph is
+                 converted; its quantize/dequantize ops need deployment target iOS17
+
+Conversions export on Linux; predict() is macOS-only (the runner says so).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from edgeth.errors import EdgethError
+from edgeth.quantize.targets_common import base_report, calibration, float_layers, require
+
+SUPPORTED = ("fp32", "fp16", "int8", "int8-weights", "mixed")
+W8A8_TARGET = "iOS17"
 
 
-def apply(program: Any, mlmodel: Any, plan: Any) -> Any:
-    precision = getattr(plan, "precision", "fp32")
+def apply(program: Any, mlmodel: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
+    from edgeth.targets.coreml.exporter import convert
+
+    precision = require(plan, "coreml", SUPPORTED)
     if precision == "fp32":
-        return mlmodel
-    raise EdgethError(f"precision {precision} for target coreml arrives with the quantization work",
-                      "export with --precision fp32 for now")
+        return (mlmodel if mlmodel is not None else convert(program, "fp32")), {}
+    if precision == "fp16":
+        return convert(program, "fp16"), base_report(program, plan, "FP16 compute precision, FP32 outputs")
+    if precision == "int8-weights":
+        return _weights_int8(program, mlmodel if mlmodel is not None else convert(program, "fp32"), plan)
+    return _w8a8(program, plan)
+
+
+def _weights_int8(program: Any, mlmodel: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
+    from edgeth.targets.common import quiet_python
+
+    with quiet_python():
+        import coremltools.optimize.coreml as cto
+
+        config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=512))
+        out = cto.linear_quantize_weights(mlmodel, config=config)
+    return out, base_report(program, plan, "weight-only INT8 (linear_symmetric, per-channel), FP32 compute",
+                            note="weights of fewer than 512 elements stay FP32")
+
+
+def _w8a8(program: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
+    from edgeth.quantize.pt2e import check_float_layers, list_units, quantize_exported, quantized_units
+    from edgeth.targets.common import quiet_python, torch_dynamic_shapes
+    from edgeth.targets.coreml.exporter import convert
+    from edgeth.targets.preflight import export_program
+
+    import torch
+
+    ep = export_program(program)
+    check_float_layers(ep.module(), plan.float_layers)
+    samples, source = calibration(program, plan)
+    converted = quantize_exported(ep, samples, mode="static", float_layers=float_layers(program, plan))
+    with quiet_python(), torch.no_grad():
+        qep = torch.export.export(converted, tuple(program.example_inputs),
+                                  dynamic_shapes=torch_dynamic_shapes(program.inputs))
+    mlmodel = convert(program, "fp32", ep=qep, deployment_target=W8A8_TARGET)
+    units = list_units(ep.module())
+    q = quantized_units(converted)
+    return mlmodel, base_report(program, plan, "W8A8: PT2E INT8 (per-channel symmetric weights, per-tensor "
+                                "activations) converted to Core ML quantize/dequantize", source,
+                                deployment_target=W8A8_TARGET, units=len(units), int8_units=len(q),
+                                float_units=[u.name for u in units if u.node not in q])

@@ -5,7 +5,8 @@ Quantization hook points (quantizer.py):
     program built during preflight (for the fallback report) is reused, not rebuilt.
   * any other precision: between torch.export and lowering. quantizer.apply(program,
     ep, plan) receives the FP32 ExportedProgram (ATen training IR), runs PT2E
-    prepare/calibrate/convert on ep.module() and returns a re-exported ExportedProgram;
+    prepare/calibrate/convert on ep.module() and returns (re-exported ExportedProgram,
+    report); the report lands under the artifact report's "quantization";
     lowering, serialization and the delegation report below are the same for every
     precision.
 
@@ -50,10 +51,10 @@ def short_op(target) -> str:
 
 def lower(ep):
     """XNNPACK-partitioned edge program (EdgeProgramManager)."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
+    with quiet_python():  # the imports too: they pull in torchao, which logs at import
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
 
-    with quiet_python():
         return to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
 
 
@@ -123,9 +124,9 @@ def export(target, program, plan, out_dir: Path) -> Artifact:
         if precision == "fp32":
             edge, report = memo(program, LOWERED, lambda: _lowered(program), take=True)
         else:
-            ep = quantizer.apply(program, export_program(program), plan)
+            ep, qreport = quantizer.apply(program, export_program(program), plan)
             edge = lower(ep)
-            report = delegation_report(edge)
+            report = {**delegation_report(edge), "quantization": qreport}
         with quiet_python():
             et = edge.to_executorch(_backend_config(program))
     except Exception as e:

@@ -3,7 +3,8 @@
 Quantization hook point (quantizer.py): post-processing of the checked FP32 .onnx. For a
 non-fp32 plan the FP32 model is written to a temp file, quantizer.apply(program,
 fp32_path, plan, dest) writes the QDQ (s8s8 symmetric, which TensorRT also accepts) or
-FP16 model to dest, and the result is checked again. TensorRT reuses `write_onnx` and
+FP16 model to dest and returns its report (the artifact report's "quantization"), and the
+result is checked again. TensorRT reuses `write_onnx` and
 `onnx_bytes` from here, so there is one ONNX exporter in edgeth.
 
 Everything is a single file (external_data=False, < 2 GB), written atomically and checked
@@ -121,8 +122,8 @@ def export(target, program, plan, out_dir: Path) -> Artifact:
             fp32 = Path(td) / "fp32.onnx"
             write_onnx(program, fp32)
             with atomic_path(dest) as tmp:
-                quantizer.apply(program, fp32, plan, tmp)
+                qreport = quantizer.apply(program, fp32, plan, tmp)
                 check_model(tmp, program)
-        report = model_report(dest)
+        report = {**model_report(dest), "quantization": qreport}
     report["preflight"] = [w.to_json() for w in warnings]
     return Artifact(target="onnx", program=program.name, files=[dest.name], precision=precision, report=report)

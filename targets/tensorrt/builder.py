@@ -40,9 +40,9 @@ def build_engine(onnx_path: Path | str, engine_path: Path | str, precision: str 
                             "run `edgeth export --target tensorrt` preflight to see the module path")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    if precision in ("fp16", "mixed"):
+    if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
-    if precision in ("int8", "int8-weights", "mixed"):
+    if precision in ("int8", "mixed"):  # mixed: layers without Q/DQ run FP32, as the budget was measured
         config.set_flag(trt.BuilderFlag.INT8)
     if shapes and any(p["min"] != p["max"] for p in shapes.values()):
         profile = builder.create_optimization_profile()

@@ -9,8 +9,8 @@ The Python equivalent of build_engine.sh is edgeth.targets.tensorrt.builder.buil
 
 Quantization hook point (quantizer.py): after the FP32 ONNX is written,
 quantizer.apply(program, onnx_path, plan) may rewrite it as an ONNX QDQ model (signed INT8,
-zero-point 0: onnxruntime s8s8 symmetric) and returns the trtexec precision flags
-(--fp16 / --int8); the recipe records them, the runtime is unchanged.
+zero-point 0: onnxruntime s8s8 symmetric) and returns (trtexec precision flags (--fp16 /
+--int8), report); the recipe records the flags, the runtime is unchanged.
 
 Preflight adds an ONNX-level check to the torch-level rules: ONNX ops TensorRT's parser
 has no importer for (a small explicit list, TRT_UNSUPPORTED) are errors naming the module.
@@ -39,7 +39,7 @@ TRT_UNSUPPORTED = frozenset({
     "TfIdfVectorizer", "Unique", "Col2Im", "RegexFullMatch", "StringConcat", "StringSplit",
 })
 
-FLAGS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"], "int8-weights": ["--int8"], "mixed": ["--int8", "--fp16"]}
+FLAGS = {"fp32": [], "fp16": ["--fp16"], "int8": ["--int8"], "mixed": ["--int8"]}  # the quantizer returns these
 
 BUILD_SCRIPT = """#!/usr/bin/env sh
 # Build a TensorRT engine for every <program>.trt.json in this folder. Run it ON the device
@@ -126,14 +126,15 @@ def export(target, program, plan, out_dir: Path) -> Artifact:
     onnx_path = out_dir / f"{program.name}.onnx"
     report = write_onnx(program, onnx_path)
     try:
-        flags = FLAGS["fp32"] if precision == "fp32" else quantizer.apply(program, onnx_path, plan)
+        flags, qreport = (FLAGS["fp32"], {}) if precision == "fp32" else quantizer.apply(program, onnx_path, plan)
     except BaseException:
         onnx_path.unlink(missing_ok=True)  # no half-made artifact
         raise
     rec = recipe(program, onnx_path.name, precision, flags)
     recipe_path = write_json(out_dir / f"{program.name}.trt.json", rec)
     script = write_build_script(out_dir)
-    report.update(engine=rec["engine"], trtexec=rec["trtexec"], preflight=[w.to_json() for w in warnings])
+    report.update(engine=rec["engine"], trtexec=rec["trtexec"], preflight=[w.to_json() for w in warnings],
+                  quantization=qreport)
     return Artifact(target="tensorrt", program=program.name, files=[onnx_path.name, recipe_path.name, script],
                     precision=precision, report=report)
 

@@ -1,0 +1,165 @@
+"""From `--precision/--budget/--calib` to one PrecisionPlan per program (what `edgeth export` calls).
+
+  fp32                  plans without calibration (nothing to capture)
+  fp16, int8,           calibration captured from the reference pipeline on the calibration
+  int8-weights          clips (cached per checkpoint + clip set) and handed to every target
+  mixed                 the same capture, then the sensitivity search under the budget on the
+                        end-to-end output of the first calibration clip (edgeth.quantize.mixed),
+                        then checked end to end on a real backend (verify_target)
+
+Calibration clips: `--calib DIR` (portrait image + speech .wav pairs with the same stem,
+up to --calib-clips of them, in name order) or, by default, synthetic clips
+(edgeth.data.synth) with seeds seed..seed+N-1.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from edgeth.errors import InputError
+from edgeth.quantize.plan import PRECISIONS, PrecisionPlan
+
+if TYPE_CHECKING:
+    from edgeth.program import PipelineSpec, Program
+    from edgeth.quantize.calibrate import CalibrationSet, Clip
+
+IMAGE_EXT = (".png", ".jpg", ".jpeg")
+DEFAULT_CLIPS = 4
+
+
+@dataclass
+class PlanResult:
+    plans: dict[str, PrecisionPlan]
+    calibration: dict[str, Any] = field(default_factory=dict)  # capture summary (key, calls per program)
+    mixed: dict[str, Any] | None = None  # the search's record (MixedResult.to_json)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"plans": {k: v.to_json() for k, v in self.plans.items()}, "calibration": self.calibration,
+               "seconds": round(self.seconds, 1)}
+        if self.mixed is not None:
+            out["mixed"] = self.mixed
+        return out
+
+
+def parse_precision(text: str) -> str:
+    p = (text or "fp32").strip().lower()
+    if p not in PRECISIONS:
+        raise InputError(f"unknown precision {text!r}", f"choose one of: {', '.join(PRECISIONS)}")
+    return p
+
+
+def calibration_clips(spec: "PipelineSpec", calib_dir: str | Path | None = None, n: int = DEFAULT_CLIPS,
+                      seed: int = 0, seconds: float | None = None) -> list["Clip"]:
+    """(image [H,W,3] in [0,1], audio [S] 16 kHz) pairs: from calib_dir, or synthetic."""
+    if n < 1:
+        raise InputError(f"--calib-clips {n}", "use at least 1 calibration clip")
+    if calib_dir is None:
+        from edgeth.bundle.export import sample_input
+
+        return [sample_input(spec, seed + i, seconds) for i in range(n)]
+    from edgeth.data.video import read_audio, read_image
+
+    root = Path(calib_dir)
+    if not root.is_dir():
+        raise InputError(f"--calib {root} is not a folder", "pass a folder of portrait images with matching .wav files")
+    pairs = []
+    for img in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXT):
+        wav = img.with_suffix(".wav")
+        if wav.exists():
+            pairs.append((img, wav))
+    if not pairs:
+        raise InputError(f"no calibration clips in {root}", "it needs <name>.png (or .jpg) + <name>.wav pairs")
+    rate = int(spec.audio.get("sample_rate", 16000))
+    return [(read_image(i, size=spec.image_size), read_audio(w, sample_rate=rate)) for i, w in pairs[:n]]
+
+
+def _output_for(budget_metric: str, result: Any) -> np.ndarray:
+    if budget_metric == "psnr":
+        return np.asarray(result.frames)
+    key = "motion" if budget_metric == "cosine" else next((k for k in ("tokens", "indices") if k in result.extras), "tokens")
+    if key not in result.extras:
+        raise InputError(f"budget {budget_metric} needs the pipeline's {key!r} output, which this family does not produce",
+                         "use --budget psnr=... for this model")
+    return np.asarray(result.extras[key])
+
+
+def make_plans(programs: Sequence["Program"], spec: "PipelineSpec", precision: str, *,
+               budget: str | dict[str, float] | None = None, clips: Sequence["Clip"] | None = None,
+               calib_dir: str | Path | None = None, calib_clips: int = DEFAULT_CLIPS,
+               cache_dir: str | Path | None = None, seed: int = 0, options: dict[str, Any] | None = None,
+               threads: int | None = None, progress: bool = True, verify_target: str | None = None) -> PlanResult:
+    """One PrecisionPlan per program for `precision` (see module docstring).
+
+    For mixed, `verify_target` (a target that exports and runs here, e.g. executorch) checks
+    the searched plan end to end on the real backend and floats more layers if it misses."""
+    from edgeth.quantize.calibrate import cached_capture
+
+    t0 = time.time()
+    precision = parse_precision(precision)
+    if budget is not None and precision != "mixed":
+        raise InputError(f"--budget applies to --precision mixed, not {precision}", "drop --budget or use mixed")
+    if precision == "fp32":
+        return PlanResult({p.name: PrecisionPlan("fp32") for p in programs})
+    options = dict(options or {})
+    if clips is None:
+        clips = calibration_clips(spec, calib_dir, calib_clips, seed)
+    calib = cached_capture(cache_dir, programs, spec, clips, seed=seed, progress=progress, **options)
+    summary = {"key": calib.key, "calls": {p: calib.count(p) for p in calib.programs()}, "clips": len(clips),
+               "clip_source": str(Path(calib_dir).resolve()) if calib_dir else "synthetic", "seed": seed,
+               "options": {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))},
+               "cached": bool(calib.source.get("cached"))}
+    if precision != "mixed":
+        plans = {p.name: PrecisionPlan(precision, calibration=calib.for_program(p.name),
+                                       notes={"calibration_key": calib.key}) for p in programs}
+        return PlanResult(plans, summary, None, time.time() - t0)
+    return _mixed(programs, spec, calib, clips, budget or "psnr=35", seed, options, threads, progress, summary, t0,
+                  verify_target)
+
+
+def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options, threads, progress, summary,
+           t0, verify_target: str | None = None) -> PlanResult:
+    from edgeth.quantize.mixed import Budget, search_mixed
+    from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
+
+    b = Budget.parse(budget)
+    drive = get_pipeline(spec.kind)
+    image, audio = clips[0]
+
+    def run(call):
+        res = drive(spec, call, image=image, audio=audio, noise=SeededNoise(seed), progress=False, **options)
+        return _output_for(b.metric, res)
+
+    verify = None
+    if verify_target:
+        from edgeth.quantize.calibrate import torch_call
+
+        reference = run(torch_call(programs))
+
+        def verify(plans):
+            return backend_quality(programs, plans, verify_target, run, b, reference, threads)
+
+    result = search_mixed(list(programs), calib, run, b, threads=threads, progress=progress, verify=verify)
+    return PlanResult(result.plans, summary, {**result.to_json(), "verified_on": verify_target}, time.time() - t0)
+
+
+def backend_quality(programs, plans, target: str, run, budget, reference: np.ndarray, threads: int | None = None) -> float:
+    """End-to-end quality (budget metric) of `plans` exported to `target` and run on its runtime."""
+    import tempfile
+
+    from edgeth.targets import get_target
+
+    tgt = get_target(target)
+    with tempfile.TemporaryDirectory(prefix="edgeth-mixed-verify-") as td:
+        runners = {}
+        for p in programs:
+            art = tgt.export(p, plans[p.name], Path(td))
+            entry = {"name": p.name, "files": art.files, "inputs": [s.to_json() for s in p.inputs],
+                     "outputs": [s.to_json() for s in p.outputs], "precision": art.precision}
+            runners[p.name] = tgt.runner(Path(td), entry, threads)
+        got = run(lambda name, xs: list(runners[name](*xs)))
+    return budget.quality(reference, got)
