@@ -187,9 +187,9 @@ def test_cli_export_inspect_verify(fixture_bundle, tmp_path):
     assert len(root.findall(".//testcase")) == len(rep["reports"][0]["checks"]) >= 4
 
 
-def test_cli_export_refuses_other_precisions_and_unknown_targets(fixture_bundle, tmp_path):
+def test_cli_export_refuses_bad_options(fixture_bundle, tmp_path):
     base = ["export", "--ckpt", str(fixture_bundle["run"]), "--out", str(tmp_path / "b")]
-    assert_clean_error(cli(*base, "--precision", "int8"), 2, "arrives with quantization")
+    assert_clean_error(cli(*base, "--precision", "int4"), 2, "precision", "int4")
     assert_clean_error(cli(*base, "--target", "nosuch"), 2, "unknown target")
     assert_clean_error(cli("export", "--ckpt", str(tmp_path / "missing"), "--out", str(tmp_path / "b")), 2, "does not exist")
     assert not (tmp_path / "b").exists()
