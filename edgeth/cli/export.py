@@ -71,9 +71,9 @@ def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, im
     for p in m["programs"]:
         for tg, art in sorted(p["artifacts"].items()):
             size = sum(_size(res.path / tg / f) for f in art["files"])
-            click.echo(f"  {tg:<11} {p['name']:<14} {art['precision']:<5} {size / 1e6:7.2f} MB  {', '.join(art['files'])}")
+            click.echo(f"  {tg:<11} {p['name']:<20} {art['precision']:<5} {size / 1e6:7.2f} MB  {', '.join(art['files'])}")
     for c in res.checks:
-        click.echo(f"  parity {c.name:<40} {c.worst}")
+        click.echo(f"  parity {c.name:<48} {c.worst}")
     for prec, q in (m.get("quantization") or {}).items():
         mixed = q.get("mixed")
         if mixed:
