@@ -59,9 +59,7 @@ def debug_bundle(path: str | Path, program: str, *, target: str = "executorch", 
     from edgeth.bundle.reference import load_reference_programs
 
     bundle = load_bundle(path)
-    if program not in bundle.program_names():
-        raise InputError(f"bundle has no program {program!r}", f"programs: {', '.join(bundle.program_names())}")
-    arts = bundle.program(program)["artifacts"]
+    arts = bundle.program(program)["artifacts"]  # BundleError listing the programs if unknown
     if target not in arts:
         raise InputError(f"bundle has no {target} artifact for {program}", f"targets: {', '.join(sorted(arts))}")
     record = arts[target].get("quantization") or {"precision": arts[target].get("precision", "fp32")}

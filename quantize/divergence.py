@@ -150,13 +150,32 @@ def reference_layers(program: "Program", inputs: Sequence[np.ndarray]) -> tuple[
 
 
 # -- ExecuTorch --------------------------------------------------------------------------------
-def _tap_sources(gm) -> dict[str, Any]:
-    """candidate node name -> node to tap (its output quantize node when it has one)."""
-    out = {}
+def _tap_sources(gm) -> tuple[dict[str, Any], list[str]]:
+    """(candidate node name -> node to tap, candidates inside fused INT8 ops).
+
+    An INT8 op is tapped at its output quantize node. An op that reads dequantized inputs
+    but whose output is not quantized itself is the inside of a fused INT8 pattern (the conv
+    of conv+relu): XNNPACK never materialises it, so it is not tapped."""
+    def is_q(u) -> bool:
+        return "quantize_per_tensor" in str(u.target) and "dequantize" not in str(u.target)
+
+    def is_dq(a) -> bool:
+        return "dequantize" in str(getattr(a, "target", ""))
+
+    out, fused = {}, []
     for n in _candidates(gm):
-        q = [u for u in n.users if "quantize_per_tensor" in str(u.target) and "dequantize" not in str(u.target)]
-        out[n.name] = q[0] if len(n.users) == 1 and q else n
-    return out
+        q = [u for u in n.users if is_q(u)]
+        if len(n.users) == 1 and q:
+            out[n.name] = q[0]
+        elif any(is_dq(a) for a in n.args) and not q and len(n.users) == 1 and not is_q(next(iter(n.users))):
+            user = next(iter(n.users))
+            if any(is_q(u) for u in user.users) and _short(user.target) in ("relu", "hardtanh", "clamp"):
+                fused.append(n.name)
+                continue
+            out[n.name] = n
+        else:
+            out[n.name] = n
+    return out, fused
 
 
 def _lower_and_run(ep, tap_names: list[str], inputs) -> dict[str, Any]:
@@ -213,7 +232,7 @@ def executorch_layers(program: "Program", plan: Any, inputs: Sequence[np.ndarray
 
     ep, _ = quantizer.apply(program, export_program(program), plan)
     gm = ep.graph_module
-    srcs = _tap_sources(gm)
+    srcs, fused = _tap_sources(gm)
     keys = _keys(_candidates(gm))
     failed: list[str] = []
     taps = _tap_all(ep, sorted({s.name for s in srcs.values()}), inputs, failed)
@@ -226,7 +245,7 @@ def executorch_layers(program: "Program", plan: Any, inputs: Sequence[np.ndarray
             scale, zp = float(src.args[1]), int(src.args[2])
             t = (t.float() - zp) * scale
         vals[keys[name]] = t.float().numpy()
-    unobserved = [n for n, s in srcs.items() if s.name in failed]
+    unobserved = [f"{n} (fused into the next INT8 op)" for n in fused] + [n for n, s in srcs.items() if s.name in failed]
     return vals, unobserved
 
 

@@ -39,7 +39,9 @@ class Budget:
     bound: float
 
     @classmethod
-    def parse(cls, text: str | Mapping[str, float]) -> "Budget":
+    def parse(cls, text: "str | Mapping[str, float] | Budget") -> "Budget":
+        if isinstance(text, Budget):
+            return text
         if isinstance(text, Mapping):
             if len(text) != 1:
                 raise InputError(f"budget {dict(text)} must name one metric", "e.g. psnr=35")

@@ -62,8 +62,6 @@ def calibration_clips(spec: "PipelineSpec", calib_dir: str | Path | None = None,
         from edgeth.bundle.export import sample_input
 
         return [sample_input(spec, seed + i, seconds) for i in range(n)]
-    from edgeth.data.video import read_audio, read_image
-
     root = Path(calib_dir)
     if not root.is_dir():
         raise InputError(f"--calib {root} is not a folder", "pass a folder of portrait images with matching .wav files")
@@ -75,7 +73,32 @@ def calibration_clips(spec: "PipelineSpec", calib_dir: str | Path | None = None,
     if not pairs:
         raise InputError(f"no calibration clips in {root}", "it needs <name>.png (or .jpg) + <name>.wav pairs")
     rate = int(spec.audio.get("sample_rate", 16000))
-    return [(read_image(i, size=spec.image_size), read_audio(w, sample_rate=rate)) for i, w in pairs[:n]]
+    return [_read_pair(i, w, spec.image_size, rate) for i, w in pairs[:n]]
+
+
+def _read_pair(image: Path, wav: Path, size: int, rate: int) -> "Clip":
+    """Portrait [size, size, 3] in [0, 1] and mono audio at `rate`, through edgeth.data.video when
+    it is installed; else PIL + the wave module (16-bit PCM), linear resampling."""
+    try:
+        from edgeth.data.video import read_audio, read_image
+    except ModuleNotFoundError:
+        import wave
+
+        from PIL import Image
+
+        with Image.open(image) as im:
+            img = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), np.float32) / 255.0
+        with wave.open(str(wav), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise InputError(f"{wav.name}: only 16-bit PCM .wav is readable here", "convert it to 16-bit PCM")
+            raw = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
+            audio = raw.reshape(-1, w.getnchannels()).mean(1)
+            src = w.getframerate()
+        if src != rate:
+            t = np.arange(int(len(audio) * rate / src)) * (src / rate)
+            audio = np.interp(t, np.arange(len(audio)), audio).astype(np.float32)
+        return img, audio
+    return read_image(image, size=size), read_audio(wav, sample_rate=rate)
 
 
 def _output_for(budget_metric: str, result: Any) -> np.ndarray:
@@ -103,6 +126,10 @@ def make_plans(programs: Sequence["Program"], spec: "PipelineSpec", precision: s
     precision = parse_precision(precision)
     if budget is not None and precision != "mixed":
         raise InputError(f"--budget applies to --precision mixed, not {precision}", "drop --budget or use mixed")
+    if precision == "mixed":
+        from edgeth.quantize.mixed import Budget
+
+        budget = Budget.parse(budget or "psnr=35")  # a bad budget fails before any work
     if precision == "fp32":
         return PlanResult({p.name: PrecisionPlan("fp32") for p in programs})
     options = dict(options or {})
@@ -117,7 +144,7 @@ def make_plans(programs: Sequence["Program"], spec: "PipelineSpec", precision: s
         plans = {p.name: PrecisionPlan(precision, calibration=calib.for_program(p.name),
                                        notes={"calibration_key": calib.key}) for p in programs}
         return PlanResult(plans, summary, None, time.time() - t0)
-    return _mixed(programs, spec, calib, clips, budget or "psnr=35", seed, options, threads, progress, summary, t0,
+    return _mixed(programs, spec, calib, clips, budget, seed, options, threads, progress, summary, t0,
                   verify_target)
 
 
