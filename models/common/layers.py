@@ -54,13 +54,14 @@ class ChannelNorm(nn.Module):
 
 class FiLM(nn.Module):
     """Feature-wise modulation h * (1 + scale(s)) + shift(s) of a [B, C, H, W] map by a style
-    vector s [B, E]. Zero-initialised, so it starts as the identity. Cheaper and far more
+    vector s [B, E]. `init_std` 0 starts it as the identity; a small non-zero std lets the style
+    steer the features (and receive gradients) from the first step. Cheaper and far more
     exportable than StyleGAN weight modulation (no per-sample convolution weights)."""
 
-    def __init__(self, style_dim: int, channels: int):
+    def __init__(self, style_dim: int, channels: int, init_std: float = 0.0):
         super().__init__()
         self.proj = nn.Linear(style_dim, 2 * channels)
-        nn.init.zeros_(self.proj.weight)
+        nn.init.normal_(self.proj.weight, std=init_std) if init_std > 0 else nn.init.zeros_(self.proj.weight)
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, h: torch.Tensor, s: torch.Tensor) -> torch.Tensor:

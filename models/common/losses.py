@@ -58,6 +58,15 @@ def multiscale_l1_ssim(pred: torch.Tensor, target: torch.Tensor, scales: int = 3
     return loss / scales
 
 
+def change_weighted_l1(pred: torch.Tensor, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """L1 weighted by where target differs from source (blurred, mean 1 per sample): focuses an
+    inter-frame reconstruction loss on what moved (mouth, eyes, head outline) instead of the
+    static background that dominates a plain L1."""
+    d = F.avg_pool2d((target - source).abs().mean(1, keepdim=True), 5, stride=1, padding=2)
+    w = d / d.mean(dim=(2, 3), keepdim=True).clamp_min(1e-4)
+    return ((pred - target).abs() * w).mean()
+
+
 # torchvision's VGG-19 `features` layout: conv widths, "M" = max-pool.
 _VGG19 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
 _TAPS = (1, 6, 11, 20, 29)  # indices of relu1_1, relu2_1, relu3_1, relu4_1, relu5_1

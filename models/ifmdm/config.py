@@ -27,15 +27,17 @@ class Stage1Config:
     image_size: int = 64
     motion_dim: int = 20
     # encoder: one stride-2 stage per entry (S/2, S/4, ...), down to a 4x4 map
-    enc_channels: tuple[int, ...] = (32, 64, 64, 128)
+    enc_channels: tuple[int, ...] = (16, 32, 64, 128)
     app_levels: int = 3  # appearance features kept: S/2 .. S/2^app_levels (plus the image itself)
     latent_dim: int = 128  # L: encoder latent and direction-bank width
     # decoder widths from the coarsest appearance level up to full resolution (app_levels + 1)
-    dec_channels: tuple[int, ...] = (64, 64, 32, 16)
+    dec_channels: tuple[int, ...] = (64, 48, 32, 16)
     refine_blocks: tuple[int, ...] = (0, 1, 0, 0)  # residual blocks per decoder level (teeth/occlusion)
     style_dim: int = 128
     flow_scale: float = 0.25  # flow head output scale (normalized coords)
     ssim_weight: float = 0.5
+    code_weight: float = 0.001  # penalty on pre-tanh motion coefficients (keeps tanh out of saturation)
+    change_weight: float = 2.0  # L1 weighted by source/driving difference (focus on what moved)
     vgg_weight: float = 0.0  # > 0 with vgg_weights: add the VGG-19 feature loss
     vgg_weights: str = ""  # a local VGG-19 state dict (nothing is downloaded)
 
@@ -107,8 +109,8 @@ class IFMDMConfig:
     # training budgets (per stage) and batch sizes
     stage1_steps: int = 3000
     stage2_steps: int = 3000
-    stage1_batch: int = 16
-    stage2_batch: int = 64
+    stage1_batch: int = 8
+    stage2_batch: int = 32
     stage1_lr: float = 1e-3
     stage2_lr: float = 1e-3
 

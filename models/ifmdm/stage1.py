@@ -5,15 +5,20 @@ S/2 .. S/2^app_levels) and a motion code m. The motion code comes from the linea
 decomposition layer: coefficients over a learned direction bank, squashed with tanh, so
 every entry lies in [-1, 1]. Applied to the identity image it gives the motion hint m'.
 
-Generator G (the renderer): w = m @ directions, style = MLP([w_target, w_source]); from the
-coarsest appearance map upwards, each level predicts a flow (coarse to fine, residual) and an
+Generator G (the renderer): style = MLP((m - m') @ directions) — the motion relative to the
+source's own code m' (its appearance already shows the source pose; LIA likewise adds the
+driving motion to the source latent). A relative code carries information from the first
+step, where absolute codes collapsed to a constant in our CPU runs. From the coarsest
+appearance map upwards, each level predicts a flow (coarse to fine, residual) and an
 occlusion mask, warps that level's appearance features with a 4-D grid_sample, and fuses
 them with the decoder features (FiLM-modulated by the style). Extra residual conv blocks
 and a final blend of the warped image with a generated RGB image let it synthesize what
 warping cannot (teeth, occluded parts).
 
 Training (inter-frame reconstruction): source and driving frames of the same clip; loss =
-multi-scale L1 + SSIM (+ VGG feature L1 when a local weights file is given).
+multi-scale L1 + SSIM, an L1 weighted by where the two frames differ (mouth, eyes, outline),
+a small penalty keeping the pre-tanh coefficients out of saturation, and the VGG-19 feature
+L1 when a local weights file is given (nothing pretrained can be downloaded).
 
 Shape legend: B batch, N frames rendered at once, S image size, D motion dim (20),
 L direction-bank width, a^0 = image [B, 3, S, S] in [-1, 1], a^l [B, C_l, S/2^l, S/2^l].
@@ -25,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeth.models.common.layers import MLP, ConvAct, DownBlock, FiLM, ResBlock, upsample2x
-from edgeth.models.common.losses import VGGPerceptual, multiscale_l1_ssim, psnr
+from edgeth.models.common.losses import VGGPerceptual, change_weighted_l1, multiscale_l1_ssim, psnr
 from edgeth.models.common.warp import FlowWarp
 from edgeth.models.ifmdm.config import Stage1Config
 
@@ -44,15 +49,19 @@ class VisualEncoder(nn.Module):
         self.to_coeff = nn.Sequential(nn.Linear(cfg.latent_dim, cfg.latent_dim), nn.LeakyReLU(0.2),
                                       nn.Linear(cfg.latent_dim, cfg.motion_dim))
 
-    def forward(self, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def features(self, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(appearance features fine-to-coarse, pre-tanh motion coefficients [B, D])."""
         x = image * 2 - 1
         feats = [x]
         h = x
         for st in self.stages:
             h = st(h)
             feats.append(h)
-        motion = torch.tanh(self.to_coeff(self.to_latent(h)))
-        return feats[: self.cfg.app_levels + 1], motion
+        return feats[: self.cfg.app_levels + 1], self.to_coeff(self.to_latent(h))
+
+    def forward(self, image: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        feats, coeff = self.features(image)
+        return feats, torch.tanh(coeff)
 
     def motion(self, image: torch.Tensor) -> torch.Tensor:
         return self.forward(image)[1]
@@ -95,7 +104,7 @@ class Renderer(nn.Module):
         self.cfg = cfg
         d, l = cfg.motion_dim, cfg.latent_dim
         self.directions = nn.Parameter(torch.randn(d, l) / l**0.5)  # the learned direction bank
-        self.style = MLP(2 * l, cfg.style_dim, cfg.style_dim)
+        self.style = MLP(l, cfg.style_dim, cfg.style_dim)
         shapes = cfg.app_shapes[::-1]  # coarse to fine
         levels = []
         cin = shapes[0][0]
@@ -111,9 +120,8 @@ class Renderer(nn.Module):
 
     def forward(self, feats: list[torch.Tensor], motion_src: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         n = motion.shape[0]
-        w_t = motion @ self.directions
-        w_s = (motion_src @ self.directions).expand(n, -1)
-        style = self.style(torch.cat([w_t, w_s], dim=-1))
+        # relative motion: the source appearance already shows the source pose
+        style = self.style((motion - motion_src.expand(n, -1)) @ self.directions)
         apps = feats[::-1]
         h, flow = apps[0].expand(n, -1, -1, -1), None
         for level, app in zip(self.levels, apps):
@@ -139,18 +147,23 @@ class Stage1Model(nn.Module):
     def trainable_parameters(self):
         return [p for n, p in self.named_parameters() if not n.startswith("vgg.")]
 
-    def reconstruct(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, source: torch.Tensor, driving: torch.Tensor, with_coeff: bool = False):
         """source, driving [B, 3, S, S] in [0, 1] -> driving reconstructed from source appearance."""
-        feats, m_src = self.encoder(source)
-        m_drv = self.encoder.motion(driving)
-        return self.renderer(feats, m_src, m_drv)  # per-sample sources: expand() is a no-op at batch B
+        b = source.shape[0]
+        feats, coeff = self.encoder.features(torch.cat([source, driving]))  # one encoder pass for both
+        c_src, c_drv = coeff[:b], coeff[b:]
+        pred = self.renderer([f[:b] for f in feats], torch.tanh(c_src), torch.tanh(c_drv))  # expand() is a no-op at B
+        return (pred, torch.cat([c_src, c_drv])) if with_coeff else pred
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         src, drv = batch["source"], batch["driving"]
-        pred = self.reconstruct(src, drv)
+        pred, coeff = self.reconstruct(src, drv, with_coeff=True)
         rec = multiscale_l1_ssim(pred, drv, ssim_weight=self.cfg.ssim_weight)
-        loss = rec
-        out = {"rec": rec.detach(), "l1": F.l1_loss(pred, drv).detach(), "psnr": psnr(pred.detach(), drv)}
+        focus = change_weighted_l1(pred, drv, src)
+        code = coeff.pow(2).mean()
+        loss = rec + self.cfg.change_weight * focus + self.cfg.code_weight * code
+        out = {"rec": rec.detach(), "focus": focus.detach(), "code": code.detach(),
+               "l1": F.l1_loss(pred, drv).detach(), "psnr": psnr(pred.detach(), drv)}
         if self.vgg is not None:
             perc = self.vgg(pred, drv)
             loss = loss + self.cfg.vgg_weight * perc

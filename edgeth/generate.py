@@ -1,0 +1,71 @@
+"""The PyTorch reference path behind `edgeth generate`: RUN/ + portrait + speech -> mp4.
+
+It runs the family's programs eagerly through edgeth.runtime_py.torch_backend.torch_call and
+the pipeline driver named by the family's PipelineSpec — the same host code every exported
+backend runs — so the reference and the device differ only in who executes the programs.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeth.errors import InputError
+
+
+def find_family(run_dir: Path) -> str:
+    """The family whose `<name>.json` a RUN/ directory holds."""
+    from edgeth.models import model_names
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InputError(f"checkpoint directory {run_dir} does not exist", "pass the --out folder of `edgeth train`")
+    for name in model_names():
+        if (run_dir / f"{name}.json").is_file():
+            return name
+    raise InputError(f"{run_dir} is not a training run (no <family>.json inside)",
+                     "pass the --out folder of `edgeth train FAMILY`")
+
+
+def load_reference(run_dir: Path, device: str = "cpu") -> tuple[Any, Any, list]:
+    """(family, PipelineSpec, programs) of a trained run."""
+    from edgeth.models import get_model
+
+    fam = get_model(find_family(run_dir))
+    run = fam.load(Path(run_dir), device=device)
+    return fam, fam.pipeline(run), fam.programs(run)
+
+
+def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed: int = 0, device: str = "cpu",
+             progress: bool = True, **options: Any):
+    """Write an mp4 (audio muxed in) and return the driver's PipelineResult.
+
+    options (None = the spec's default): steps, guidance, motion_std, motion_mean_mode, ...
+    """
+    from edgeth.data.video import read_audio, read_image, write_mp4
+    from edgeth.io_utils import atomic_path
+    from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
+    from edgeth.runtime_py.torch_backend import torch_call
+
+    for p, what in ((image_path, "image"), (audio_path, "audio")):
+        if not Path(p).is_file():
+            raise InputError(f"{what} file {p} not found", f"pass an existing {what} file")
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise InputError(f"output {out} is not an .mp4 path", "name the output like out.mp4")
+    _, spec, progs = load_reference(ckpt, device)
+    image = np.asarray(read_image(image_path, spec.image_size), dtype=np.float32)
+    if image.max() > 1.0:  # uint8 from the reader
+        image = image / 255.0
+    sr = int(spec.audio.get("sample_rate", 16000))
+    audio = np.asarray(read_audio(audio_path, sr), dtype=np.float32).reshape(-1)
+    if audio.size == 0:
+        raise InputError(f"audio file {audio_path} has no samples", "pass a non-empty speech recording")
+    opts = {k: v for k, v in options.items() if v is not None}
+    result = get_pipeline(spec.kind)(spec, torch_call(progs, device), image=image, audio=audio,
+                                     noise=SeededNoise(seed), progress=progress, **opts)
+    frames = np.clip(np.round(result.frames * 255.0), 0, 255).astype(np.uint8)
+    with atomic_path(out) as tmp:
+        write_mp4(tmp, frames, result.fps, audio, sr)
+    return result
