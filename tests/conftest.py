@@ -17,3 +17,14 @@ def fixture_bundle(tmp_path_factory) -> dict:
     import bundle_support
 
     return bundle_support.build_bundle(tmp_path_factory.mktemp("bundlefix"))
+
+
+# -- data (edgeth.data): one small synthetic corpus per session --------------------------
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    """8 clips x 4 s at 64 px, lossless frames too; ids split 3 train / 1 val."""
+    from edgeth.data.synth import generate_corpus
+
+    root = tmp_path_factory.mktemp("corpus") / "synth"
+    generate_corpus(root, clips=8, seconds=4.0, size=64, seed=0, lossless=True, progress=False)
+    return root

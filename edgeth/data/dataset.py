@@ -1,0 +1,87 @@
+"""Loading clips for training and evaluation: the synthetic corpus or a folder of real clips.
+
+Clip: frames uint8 [T,H,W,3], audio float32 [S = 640·T] at 16 kHz, fps, per-frame ground
+truth (synthetic only). Audio is trimmed/padded to exactly 640·T samples so that audio
+features and frames align (4 mel hops per frame).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeth.audio import fit_length
+from edgeth.data.synth import read_manifest
+from edgeth.data.video import SAMPLE_RATE, center_crop_resize, read_audio, read_video
+from edgeth.errors import InputError
+
+
+@dataclass
+class Clip:
+    name: str
+    identity: str
+    frames: np.ndarray  # uint8 [T, H, W, 3]
+    audio: np.ndarray  # float32 [640·T] at 16 kHz
+    fps: float = 25.0
+    gt: dict[str, np.ndarray] | None = None  # per-frame ground truth (synthetic only)
+    split: str | None = None
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def align(frames: np.ndarray, audio: np.ndarray, fps: float, size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Resize frames to size (centre crop) and fit audio to exactly T·16000/fps samples."""
+    if size is not None and frames.shape[1:3] != (size, size):
+        frames = np.stack([center_crop_resize(f, size) for f in frames])
+    n = int(round(frames.shape[0] * SAMPLE_RATE / fps))
+    return frames, fit_length(audio, n)
+
+
+def _load_synthetic(root: Path, manifest: dict, size: int | None, split: str | None) -> list[Clip]:
+    clips = []
+    for e in manifest["clips"]:
+        if split is not None and e["split"] != split:
+            continue
+        name = e["name"]
+        npz = root / f"{name}.npz"
+        if npz.is_file():
+            with np.load(npz) as z:
+                frames, fps = z["frames"], float(manifest["fps"])
+        else:
+            frames, fps = read_video(root / f"{name}.mp4")
+        audio = read_audio(root / f"{name}.wav")
+        meta = json.loads((root / f"{name}.json").read_text())
+        gt = {k: np.asarray(v, np.float32) for k, v in meta["gt"].items()}
+        t = min(len(frames), len(next(iter(gt.values()))))
+        frames, audio = align(frames[:t], audio, fps, size)
+        clips.append(Clip(name, e["identity"], frames, audio, fps, {k: v[:t] for k, v in gt.items()}, e["split"]))
+    return clips
+
+
+def load_corpus(root, size: int | None = None, split: str | None = None, strict: bool = False,
+                progress: bool = False) -> list[Clip]:
+    """All clips of a synthetic corpus (split "train"/"val"/None) or of a real folder (split must be None)."""
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"data folder not found: {root}", "create one with `edgeth data synth DIR` or pass a folder of mp4 clips")
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder", "pass the folder that holds the clips")
+    manifest = read_manifest(root)
+    if manifest is not None:
+        if split not in (None, "train", "val"):
+            raise InputError(f"unknown split {split!r}", "use train, val or none")
+        clips = _load_synthetic(root, manifest, size, split)
+    else:
+        from edgeth.data.real import load_real_folder
+
+        if split is not None:
+            raise InputError(f"{root} is a real-clip folder and has no {split!r} split", "split real data into two folders")
+        clips = load_real_folder(root, size=size, strict=strict, progress=progress)
+    if not clips:
+        raise InputError(f"no clips found in {root}" + (f" for split {split!r}" if split else ""),
+                         "add *.mp4 clips (with audio or a sidecar .wav) or run `edgeth data synth`")
+    return clips

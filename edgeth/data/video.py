@@ -1,0 +1,205 @@
+"""Video, audio and image I/O: PyAV for mp4 (H.264 + AAC), scipy for wav, Pillow for images.
+
+Shape legend: T frames, H/W pixels, 3 RGB channels, S audio samples (16 kHz mono).
+Every writer is atomic (temp file, then rename); every reader turns a decoding failure into
+an InputError that names the file.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from edgeth.errors import InputError
+from edgeth.io_utils import atomic_path
+
+SAMPLE_RATE = 16000
+
+
+def _to_uint8(frames: np.ndarray) -> np.ndarray:
+    f = np.asarray(frames)
+    if f.dtype != np.uint8:
+        if not np.isfinite(f).all():
+            raise InputError("frames contain NaN or inf", "check the model output before writing video")
+        f = (np.clip(f, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if f.ndim != 4 or f.shape[-1] != 3:
+        raise InputError(f"frames must be [T, H, W, 3], got {tuple(f.shape)}", "pass RGB frames, channels last")
+    return f
+
+
+def write_mp4(path, frames: np.ndarray, fps: int = 25, audio: np.ndarray | None = None,
+              sample_rate: int = SAMPLE_RATE, crf: int = 17) -> Path:
+    """frames uint8 [T,H,W,3] (or float in [0,1]) -> H.264 yuv420p mp4, audio muxed as AAC when given."""
+    import av
+
+    f = _to_uint8(frames)
+    t, h, w, _ = f.shape
+    ph, pw = h + (h % 2), w + (w % 2)  # yuv420p needs even sizes: pad by edge replication
+    if (ph, pw) != (h, w):
+        f = np.pad(f, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), "w", format="mp4") as c:
+            vs = c.add_stream("libx264", rate=Fraction(int(fps), 1))
+            vs.width, vs.height, vs.pix_fmt = pw, ph, "yuv420p"
+            vs.options = {"crf": str(crf), "preset": "veryfast"}
+            as_ = None
+            if audio is not None:
+                as_ = c.add_stream("aac", rate=sample_rate)
+                as_.layout = "mono"
+            for img in f:
+                for pkt in vs.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    c.mux(pkt)
+            for pkt in vs.encode():
+                c.mux(pkt)
+            if as_ is not None:
+                a = np.clip(np.asarray(audio, np.float32).reshape(-1), -1, 1)
+                n = 1024
+                for i in range(0, len(a), n):
+                    fr = av.AudioFrame.from_ndarray(a[None, i:i + n].copy(), format="fltp", layout="mono")
+                    fr.sample_rate = sample_rate
+                    fr.pts = i
+                    for pkt in as_.encode(fr):
+                        c.mux(pkt)
+                for pkt in as_.encode():
+                    c.mux(pkt)
+    return path
+
+
+def read_video(path) -> tuple[np.ndarray, float]:
+    """-> (frames uint8 [T,H,W,3], fps)."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"video not found: {path}", "check the path")
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise InputError(f"{path} has no video stream", "pass an mp4 with a video track")
+            vs = c.streams.video[0]
+            fps = float(vs.average_rate or vs.guessed_rate or 25)
+            frames = [fr.to_ndarray(format="rgb24") for fr in c.decode(video=0)]
+    except InputError:
+        raise
+    except Exception as e:  # PyAV raises many types for corrupt files
+        raise InputError(f"cannot decode video {path}: {type(e).__name__}: {e}", "re-encode it (H.264 mp4) or remove it") from None
+    if not frames:
+        raise InputError(f"{path} has no decodable frames", "re-encode it or remove it")
+    return np.stack(frames), fps
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    a = np.asarray(audio, np.float32)
+    if sr_in == sr_out:
+        return a
+    g = gcd(int(sr_in), int(sr_out))
+    return resample_poly(a, sr_out // g, sr_in // g).astype(np.float32)
+
+
+def _wav(path: Path) -> tuple[np.ndarray, int]:
+    from scipy.io import wavfile
+
+    sr, data = wavfile.read(str(path))
+    if data.dtype == np.int16:
+        a = data.astype(np.float32) / 32768.0
+    elif data.dtype == np.int32:
+        a = data.astype(np.float32) / 2147483648.0
+    elif data.dtype == np.uint8:
+        a = (data.astype(np.float32) - 128.0) / 128.0
+    else:
+        a = data.astype(np.float32)
+    return a, int(sr)
+
+
+def _av_audio(path: Path) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(str(path)) as c:
+        if not c.streams.audio:
+            raise InputError(f"{path} has no audio track", "add one, or put a .wav with the same name beside it")
+        st = c.streams.audio[0]
+        chunks = []
+        for fr in c.decode(audio=0):
+            x = fr.to_ndarray().astype(np.float32)
+            if fr.format.is_planar:  # [channels, n]
+                chunks.append(x.T)
+            else:  # interleaved [1, n*channels]
+                chunks.append(x.reshape(-1, len(fr.layout.channels)))
+        sr = int(st.rate or st.sample_rate)
+    if not chunks:
+        raise InputError(f"{path} has an empty audio track", "re-encode it with audio")
+    return np.concatenate(chunks, axis=0), sr
+
+
+def read_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Any wav (rate, channels, int/float) or a video's audio track -> float32 mono [S] at sample_rate."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"audio not found: {path}", "check the path")
+    try:
+        a, sr = _wav(path) if path.suffix.lower() == ".wav" else _av_audio(path)
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(f"cannot read audio {path}: {type(e).__name__}: {e}", "pass a PCM .wav or an mp4 with an audio track") from None
+    if a.ndim == 2:
+        a = a.mean(axis=1)
+    if a.size == 0:
+        raise InputError(f"{path} holds no audio samples", "pass a non-empty recording")
+    a = resample(a, sr, sample_rate)
+    if not np.isfinite(a).all():
+        raise InputError(f"{path} contains NaN/inf samples", "re-export the audio")
+    return a
+
+
+def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    from scipy.io import wavfile
+
+    a = (np.clip(np.asarray(audio, np.float32).reshape(-1), -1, 1) * 32767.0).round().astype(np.int16)
+    with atomic_path(path) as tmp:
+        wavfile.write(str(tmp), sample_rate, a)
+    return Path(path)
+
+
+def center_crop_resize(img: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [H,W,3] -> uint8 [size,size,3]: centre square crop, then area/bicubic resize."""
+    from PIL import Image
+
+    h, w = img.shape[:2]
+    s = min(h, w)
+    y0, x0 = (h - s) // 2, (w - s) // 2
+    crop = img[y0:y0 + s, x0:x0 + s]
+    if s == size:
+        return np.ascontiguousarray(crop)
+    return np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC if s < size else Image.BOX))
+
+
+def read_image(path, size: int | None = None) -> np.ndarray:
+    """Any image -> float32 [H,W,3] in [0,1] (centre-cropped square and resized when size is given)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"image not found: {path}", "check the path")
+    try:
+        with Image.open(path) as im:
+            img = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"cannot read image {path}: {e}", "pass a PNG or JPEG portrait") from None
+    if size is not None:
+        img = center_crop_resize(img, size)
+    return img.astype(np.float32) / 255.0
+
+
+def write_png(path, image: np.ndarray) -> Path:
+    from PIL import Image
+
+    img = _to_uint8(np.asarray(image)[None])[0]
+    with atomic_path(path) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
+    return Path(path)
