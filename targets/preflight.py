@@ -19,6 +19,8 @@ bytes) are memoised on the same cache entry with `memo(program, key, build)`.
 """
 from __future__ import annotations
 
+import contextlib
+
 import operator
 import re
 import weakref
@@ -127,10 +129,28 @@ def _is_data_dependent(exc: BaseException) -> bool:
     return isinstance(exc, GuardOnDataDependentSymNode) or "data-dependent" in str(exc).lower()
 
 
+@contextlib.contextmanager
+def _buffers_persistent(module):
+    """Treat non-persistent buffers (DFT bases, identity grids) as persistent while exporting.
+
+    ExecuTorch's verifier rejects a lowered program whose delegated ops consume a
+    non-persistent buffer ("Non-persistent buffer ... is in the state dict"); as persistent
+    buffers they are ordinary constants for every target. The module is restored afterwards.
+    """
+    saved = [(m, set(m._non_persistent_buffers_set)) for m in module.modules() if m._non_persistent_buffers_set]
+    for m, _ in saved:
+        m._non_persistent_buffers_set.clear()
+    try:
+        yield
+    finally:
+        for m, names in saved:
+            m._non_persistent_buffers_set.update(names)
+
+
 def _export(module, args, kwargs=None, dynamic_shapes=None):
     import torch
 
-    with quiet_python():
+    with quiet_python(), _buffers_persistent(module):
         return torch.export.export(module, tuple(args), kwargs or {}, dynamic_shapes=dynamic_shapes)
 
 
