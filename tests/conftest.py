@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # -- bundles (edgeth.bundle / runtime_py): the small `bundlefix` family, exported once ----
 @pytest.fixture(scope="session")
 def fixture_bundle(tmp_path_factory) -> dict:
-    """{"run", "bundle", "tar", "root"}: the tests' fixture family exported for every runnable target."""
+    """{"run", "bundle", "tar", "root"}: the tests' fixture family exported for every target available here."""
     import bundle_support
 
     return bundle_support.build_bundle(tmp_path_factory.mktemp("bundlefix"))
