@@ -306,6 +306,35 @@ class HalfIO(nn.Module):
         return out.float() if out.is_floating_point() else out
 
 
+def explicit_promotion(gm: torch.fx.GraphModule) -> int:
+    """Insert the casts eager type promotion implies (an FP32 tensor made in forward, e.g. a
+    timestep embedding, meeting FP16 activations): ExecuTorch's edge dialect refuses ops whose
+    float inputs differ in dtype. Returns the number of casts inserted."""
+    n_casts = 0
+    for n in list(gm.graph.nodes):
+        if n.op != "call_function":
+            continue
+        out = n.meta.get("val")
+        if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+            continue
+        args = [a for a in n.args if isinstance(a, torch.fx.Node)]
+        dts = {a.meta["val"].dtype for a in args
+               if isinstance(a.meta.get("val"), torch.Tensor) and a.meta["val"].is_floating_point()}
+        if len(dts) < 2:
+            continue
+        for a in args:
+            v = a.meta.get("val")
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.dtype != out.dtype:
+                with gm.graph.inserting_before(n):
+                    c = gm.graph.call_function(torch.ops.aten._to_copy.default, (a,), {"dtype": out.dtype})
+                c.meta["val"] = v.to(out.dtype)
+                n.replace_input_with(a, c)
+                n_casts += 1
+    if n_casts:
+        gm.recompile()
+    return n_casts
+
+
 def fp16_module(program: "Program", samples: Sequence[Sequence[Any]] = ()) -> tuple[nn.Module, Fp16Audit]:
     """The audited, fixed, half-precision module with FP32 I/O, and the audit (with what was fixed)."""
     audit = audit_fp16(program, samples)

@@ -232,7 +232,7 @@ def _search(programs, calib, run, budget, max_samples, method, rank_samples, ver
         chosen = _config(kept, len(kept), names)
         achieved = e2e.raw(chosen)
 
-    plans = _plans(qprogs, sims, chosen, order, budget, calib, samples, full, achieved)
+    plans = _with_fp32(_plans(qprogs, sims, chosen, order, budget, calib, samples, full, achieved), programs)
     verified = None
     if verify is not None:
         extra = [s for s in order if s.unit.name not in chosen.get(s.program, ())]
@@ -247,11 +247,15 @@ def _search(programs, calib, run, budget, max_samples, method, rank_samples, ver
             step *= 2
             chosen = {p: frozenset(set(v) | {s.unit.name for s in take if s.program == p}) for p, v in chosen.items()}
             achieved = e2e.raw(chosen)
-            plans = _plans(qprogs, sims, chosen, order, budget, calib, samples, full, achieved)
+            plans = _with_fp32(_plans(qprogs, sims, chosen, order, budget, calib, samples, full, achieved), programs)
     met = budget.meets(verified if verified is not None else achieved)
+    return MixedResult(plans, budget, met, achieved, full, verified, order, log, time.time() - t0)
+
+
+def _with_fp32(plans: dict[str, PrecisionPlan], programs) -> dict[str, PrecisionPlan]:
     for p in programs:  # not searched: FP32
         plans.setdefault(p.name, PrecisionPlan("fp32", notes={"mixed": "kept FP32 (not in the searched programs)"}))
-    return MixedResult(plans, budget, met, achieved, full, verified, order, log, time.time() - t0)
+    return plans
 
 
 def _num(v: float) -> Any:

@@ -101,7 +101,7 @@ def _read_pair(image: Path, wav: Path, size: int, rate: int) -> "Clip":
     return read_image(image, size=size), read_audio(wav, sample_rate=rate)
 
 
-def _output_for(budget_metric: str, result: Any) -> np.ndarray:
+def output_for(budget_metric: str, result: Any) -> np.ndarray:
     if budget_metric == "psnr":
         return np.asarray(result.frames)
     key = "motion" if budget_metric == "cosine" else next((k for k in ("tokens", "indices") if k in result.extras), "tokens")
@@ -159,7 +159,7 @@ def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options
 
     def run(call):
         res = drive(spec, call, image=image, audio=audio, noise=SeededNoise(seed), progress=False, **options)
-        return _output_for(b.metric, res)
+        return output_for(b.metric, res)
 
     verify = None
     if verify_target:
@@ -175,18 +175,24 @@ def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options
 
 
 def backend_quality(programs, plans, target: str, run, budget, reference: np.ndarray, threads: int | None = None) -> float:
-    """End-to-end quality (budget metric) of `plans` exported to `target` and run on its runtime."""
+    """End-to-end quality (budget metric) of `plans` exported to `target` and run on its runtime.
+
+    Programs whose plan is FP32 run in PyTorch eager (the FP32 backends match it to 1e-4)."""
     import tempfile
 
+    from edgeth.quantize.calibrate import torch_call
     from edgeth.targets import get_target
 
     tgt = get_target(target)
+    eager = torch_call(programs)
     with tempfile.TemporaryDirectory(prefix="edgeth-mixed-verify-") as td:
         runners = {}
         for p in programs:
+            if plans[p.name].precision == "fp32":
+                continue
             art = tgt.export(p, plans[p.name], Path(td))
             entry = {"name": p.name, "files": art.files, "inputs": [s.to_json() for s in p.inputs],
                      "outputs": [s.to_json() for s in p.outputs], "precision": art.precision}
             runners[p.name] = tgt.runner(Path(td), entry, threads)
-        got = run(lambda name, xs: list(runners[name](*xs)))
+        got = run(lambda name, xs: list(runners[name](*xs)) if name in runners else eager(name, xs))
     return budget.quality(reference, got)

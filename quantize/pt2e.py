@@ -118,13 +118,17 @@ def matches(entry: str, node_name: str, path: str) -> bool:
     return entry == node_name or (bool(path) and (path == entry or path.startswith(entry + ".")))
 
 
-def float_filter(float_layers: Iterable[str] = ()) -> Callable[["Node"], bool]:
-    """A quantizer filter: False (keep float) for op nodes named by `float_layers`."""
+def float_filter(float_layers: Iterable[str] = (), skip_kinds: Iterable[str] = ()) -> Callable[["Node"], bool]:
+    """A quantizer filter: False (keep float) for op nodes named by `float_layers` or of `skip_kinds`."""
     entries = tuple(e for e in float_layers if e)
+    kinds = _op_kinds()
+    skip = set(skip_kinds)
 
     def keep_quantized(n: "Node") -> bool:
         if n.op != "call_function":
             return True  # weights, biases, inputs: no module path; the op decides
+        if kinds.get(n.target) in skip:
+            return False
         path, _ = module_path(n)
         return not any(matches(e, n.name, path) for e in entries)
 
@@ -133,7 +137,7 @@ def float_filter(float_layers: Iterable[str] = ()) -> Callable[["Node"], bool]:
 
 def make_quantizer(mode: str = "static", float_layers: Iterable[str] = ()):
     """The XNNPACK PT2E quantizer: per-channel symmetric INT8 weights, per-tensor INT8
-    activations (static: calibrated; dynamic: computed at run time, linear/conv only)."""
+    activations (static: calibrated; dynamic: computed at run time, linear layers only)."""
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -152,7 +156,9 @@ def make_quantizer(mode: str = "static", float_layers: Iterable[str] = ()):
             return super().annotate(model)
 
     q = _Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=(mode == "dynamic")))
-    q.set_filter_function(float_filter(float_layers))
+    # dynamic: linear layers only (XNNPACK's dynamically quantized convolutions fail at run time
+    # with xnn_status_invalid_parameter on the IF-MDM encoder)
+    q.set_filter_function(float_filter(float_layers, ("conv", "conv_transpose") if mode == "dynamic" else ()))
     return q
 
 
@@ -292,6 +298,13 @@ def quantize_exported(ep: "torch.export.ExportedProgram", samples: Sequence[Sequ
         run_calibration(prepared, list(samples)[:1] or [tuple(ep.example_inputs[0])])
     converted = convert_pt2e(prepared)
     float_inputs_for_float_layers(converted)
+    if mode == "dynamic":
+        # one choose_qparams chain per consumer, as ExecuTorch's LLM export does: a chain shared
+        # by several linears makes XNNPACK's partitioner find dependency cycles
+        from executorch.backends.transforms.duplicate_dynamic_quant_chain import DuplicateDynamicQuantChainPass
+
+        DuplicateDynamicQuantChainPass()(converted)
+        converted.recompile()
     return converted
 
 

@@ -63,9 +63,13 @@ def _int8(program: Any, ep: Any, plan: Any, precision: str) -> tuple[Any, dict[s
 def _fp16(program: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
     from edgeth.quantize.fp16_audit import fp16_module
 
+    from edgeth.quantize.fp16_audit import explicit_promotion
+
     samples, source = calibration(program, plan)
     module, audit = fp16_module(program, samples)
+    gm = _reexport(module, program).module()
+    casts = explicit_promotion(gm)  # FP32 tensors made inside forward meet FP16 activations
     report = base_report(program, plan, "FP16 compute (XNNPACK), FP32 inputs/outputs", source,
-                         fp16_audit=audit.to_json(), fixed=list(audit.fixed),
+                         fp16_audit=audit.to_json(), fixed=list(audit.fixed), promotion_casts=casts,
                          note="XNNPACK FP16 is slower than FP32 on x86; it pays off on ARM cores with FP16 arithmetic")
-    return _reexport(module, program), report
+    return _reexport(gm, program), report
