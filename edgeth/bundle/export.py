@@ -220,11 +220,11 @@ def _quantization_plans(programs, spec, precision: str, targets: list[str], quan
         raise InputError("--budget applies to --precision mixed", "drop --budget or export with --precision mixed")
     by_precision = {}
     for prec in dict.fromkeys(wanted.values()):
-        runnable = [t for t, p in wanted.items() if p == prec and get_target(t).runtime_available().ok]
+        runnable = [t for t, p in wanted.items() if t and p == prec and get_target(t).runtime_available().ok]
         by_precision[prec] = quant_plans(programs, spec, prec, seed=seed, options=options, threads=threads,
                                          progress=progress, budget=budget if prec == "mixed" else None,
                                          verify_target=runnable[0] if prec == "mixed" and runnable else None, **q)
-    per_target = {t: by_precision[p].plans for t, p in wanted.items()}
+    per_target = {t: by_precision[p].plans for t, p in wanted.items() if t}
     first = by_precision[wanted[targets[0]]].plans if targets else by_precision[next(iter(by_precision))].plans
     record = {p: r.to_json() for p, r in by_precision.items() if p != "fp32"}
     for r in record.values():

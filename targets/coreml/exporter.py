@@ -81,8 +81,27 @@ def save_mlpackage(mlmodel, dest: Path) -> None:
             staged = Path(td) / dest.name
             with quiet_python():
                 mlmodel.save(str(staged))
+            _deterministic_package_manifest(staged / "Manifest.json")
             for child in staged.iterdir():
                 shutil.move(str(child), str(tmp / child.name))
+
+
+def _deterministic_package_manifest(path: Path) -> None:
+    """coremltools names package items with random UUIDs; derive them from each item's path
+    instead (uuid5), so exporting the same model twice gives byte-identical packages."""
+    import json
+    import uuid
+
+    if not path.is_file():
+        return
+    m = json.loads(path.read_text())
+    entries = m.get("itemInfoEntries", {})
+    rename = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, "edgeth:" + e.get("path", old))).upper()
+              for old, e in entries.items()}
+    m["itemInfoEntries"] = {rename[k]: v for k, v in entries.items()}
+    if m.get("rootModelIdentifier") in rename:
+        m["rootModelIdentifier"] = rename[m["rootModelIdentifier"]]
+    path.write_text(json.dumps(m, indent=4, sort_keys=True) + "\n")
 
 
 def describe(path: Path) -> dict[str, Any]:
