@@ -181,7 +181,7 @@ def add_flops(row: dict[str, Any], flops: int | None, peak_gflops: float | None)
     return row
 
 
-def add_ratios(rows: list[dict[str, Any]], key: tuple[str, ...], baseline_backend: str = "pytorch") -> None:
+def add_ratios(rows: list[dict[str, Any]], key: tuple[str, ...], baseline_backend: str = "torch") -> None:
     """speed/mem/size ratios against the eager row sharing the same `key` fields.
 
     speed_ratio = eager p50 / backend p50 (> 1 means faster than eager); mem_ratio and

@@ -252,12 +252,12 @@ def _section_plans(d: ReportData) -> str:
         parts.append(head)
         if layers:
             rows = [[f"<code>{_e(layer)}</code>", _e(fmt(costs.get(layer)))] for layer in layers]
-            parts.append(_table(["layer kept float", "cost if quantized (dB lost)"], rows, {1}))
+            parts.append(_table(["layer kept float", "why it stayed float (measured cost)"], rows, {1}))
         other = {k: v for k, v in costs.items() if k not in layers}
         if other:
-            rows = [[f"<code>{_e(k)}</code>", _e(fmt(v))] for k, v in sorted(other.items(), key=lambda kv: -float(kv[1] or 0))]
+            rows = [[f"<code>{_e(k)}</code>", _e(fmt(v))] for k, v in sorted(other.items(), key=lambda kv: str(kv[0]))]
             parts.append("<details><summary>quantized layers and their measured cost</summary>"
-                         + _table(["layer", "cost (dB lost)"], rows, {1}) + "</details>")
+                         + _table(["layer", "measured cost"], rows, {1}) + "</details>")
         if p.get("notes"):
             parts.append(f"<p class='small'>{_e(p['notes'])}</p>")
     return "".join(parts)
