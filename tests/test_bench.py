@@ -1,0 +1,115 @@
+"""Benchmark core (percentiles, memory, ratios, matmul peak) and `edgeth bench` on a bundle."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from edgeth import bench as B
+
+
+def test_percentiles_and_summary():
+    s = [0.001 * i for i in range(1, 11)]  # 1..10 ms
+    out = B.summarize(s)
+    assert out["p50_ms"] == pytest.approx(5.5)
+    assert out["p90_ms"] == pytest.approx(9.1)
+    assert out["calls"] == 10
+    assert out["per_s"] == pytest.approx(1000 / 5.5)
+    with pytest.raises(ValueError):
+        B.percentile([], 50)
+
+
+def test_time_calls_stops_at_the_time_cap():
+    calls = []
+    samples = B.time_calls(lambda: (calls.append(1), time.sleep(0.02)), warmup=1, iters=1000, max_seconds=0.1)
+    assert 3 <= len(samples) < 20
+    assert len(calls) == len(samples) + 1
+    assert min(samples) >= 0.019
+
+
+def test_peak_memory_sees_native_allocations():
+    with B.PeakMemory() as m:
+        a = np.ones(64 * 2 ** 20 // 8)  # 64 MB, touched
+        a += 1
+        time.sleep(0.02)
+    del a
+    assert m.increase >= 48 * 2 ** 20
+    with B.PeakMemory() as small:
+        time.sleep(0.01)
+    assert small.increase < 16 * 2 ** 20
+
+
+def test_ratios_are_against_eager():
+    rows = [{"program": "p", "backend": "torch", "p50_ms": 10.0, "peak_mem_bytes": 100, "size_bytes": 400},
+            {"program": "p", "backend": "executorch", "p50_ms": 4.0, "peak_mem_bytes": 50, "size_bytes": 100},
+            {"program": "q", "backend": "executorch", "p50_ms": 4.0, "peak_mem_bytes": 50, "size_bytes": 100}]
+    B.add_ratios(rows, ("program",))
+    assert rows[0]["speed_ratio"] == 1.0
+    assert rows[1]["speed_ratio"] == pytest.approx(2.5)
+    assert rows[1]["mem_ratio"] == pytest.approx(0.5) and rows[1]["size_ratio"] == pytest.approx(0.25)
+    assert rows[2]["speed_ratio"] is None  # no eager row for q
+    row = B.add_flops({"p50_ms": 2.0}, 4_000_000, 10.0)
+    assert row["gflops"] == pytest.approx(2.0) and row["peak_fraction"] == pytest.approx(0.2)
+
+
+def test_matmul_peak_is_plausible():
+    g = B.matmul_peak_gflops(n=256, reps=3, threads=1)
+    assert 0.1 < g < 10_000
+
+
+@pytest.fixture(scope="module")
+def bench_result(fixture_bundle):
+    import bundle_support
+
+    from edgeth.bench_bundle import bench_bundle
+
+    with bundle_support.registered():
+        return bench_bundle(fixture_bundle["bundle"], iters=4, pipeline_iters=2, max_seconds=1.0, threads=1,
+                            progress=False)
+
+
+def test_bench_bundle_measures_every_runnable_backend(bench_result, fixture_bundle):
+    import bundle_support
+
+    from edgeth.runtime_py.backends import backend_for_target
+
+    r = json.loads(json.dumps(bench_result))  # JSON-able for --json tracking
+    want = {"torch", *(backend_for_target(t) for t in bundle_support.runnable_targets())}
+    assert {row["backend"] for row in r["pipeline"]} == want
+    programs = {row["program"] for row in r["programs"]}
+    assert programs == {"denoiser", "renderer"}
+    eager = {row["program"]: row for row in r["programs"] if row["backend"] == "torch"}
+    for row in r["programs"]:
+        assert row["p50_ms"] > 0 and row["p90_ms"] >= row["p50_ms"] and row["load_s"] >= 0
+        assert row["size_bytes"] > 0
+        assert row["speed_ratio"] == pytest.approx(eager[row["program"]]["p50_ms"] / row["p50_ms"])
+    for row in r["pipeline"]:
+        assert row["frames"] == 16 and row["fps"] == pytest.approx(16e3 / row["p50_ms"])
+    assert r["machine"]["peak_gflops"] > 0
+    assert "coreml" in r["skipped"] or "coreml" in want
+
+
+def test_bench_table_has_a_row_per_measurement(bench_result):
+    md = B.bench_table_markdown(bench_result)
+    lines = [x for x in md.splitlines() if x.startswith("| ") and "workload" not in x]
+    assert len(lines) == len(bench_result["programs"]) + len(bench_result["pipeline"])
+    assert "matmul peak" in md
+
+
+def test_bench_cli_json(fixture_bundle, tmp_path):
+    import bundle_support
+    from click.testing import CliRunner
+
+    from edgeth.cli import cli
+
+    with bundle_support.registered():
+        r = CliRunner().invoke(cli, ["bench", str(fixture_bundle["bundle"]), "--backend", "onnxruntime", "--iters",
+                                     "3", "--frames", "8", "--threads", "1", "--json", "-o", str(tmp_path / "b.json")])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert {row["backend"] for row in res["pipeline"]} == {"torch", "onnxruntime"}
+    assert all(row["frames"] == 8 for row in res["pipeline"])
+    bad = CliRunner().invoke(cli, ["bench", str(fixture_bundle["bundle"]), "--backend", "nope"])
+    assert bad.exit_code != 0
