@@ -1,0 +1,94 @@
+"""`edgeth build`: a mini build of the tiny IF-MDM run (export -> verify -> bench -> report),
+reuse on rerun, the data step's stamp, and clean errors for unknown models/targets."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edgeth.cli import cli
+
+
+@pytest.fixture(scope="module")
+def mini_build(ifmdm_tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("build") / "out"
+    args = ["build", "--ckpt", str(ifmdm_tiny_run), "--targets", "onnx", "--precision", "fp32", "--steps", "2",
+            "--bench-iters", "2", "--threads", "1", "--quiet", "--out", str(out)]
+    first = CliRunner().invoke(cli, args)
+    second = CliRunner().invoke(cli, args)
+    return out, first, second
+
+
+def test_mini_build_verifies_benches_and_reports(mini_build):
+    from edgeth.report_check import check_offline
+
+    out, first, _ = mini_build
+    assert first.exit_code == 0, first.output
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    (row,) = [r for r in summary if r["target"] == "onnx"]
+    assert row["status"] == "pass" and row["precision"] == "fp32"
+    assert row["worst_psnr_db"] >= 60  # the fp32 frames tolerance
+    assert row["speed_ratio"] > 0 and row["size_bytes"] > 0
+    bench = json.loads((out / "bench.json").read_text())
+    assert {r["backend"] for r in bench["pipeline"]} == {"torch", "onnxruntime"}
+    assert "onnx" in first.output and "pass" in first.output  # the summary table
+    res = check_offline(out / "report.html")
+    assert res.ok, res.problems
+    assert "Per-frame PSNR" in (out / "report.html").read_text()
+
+
+def test_rerun_reuses_the_valid_bundle(mini_build):
+    out, first, second = mini_build
+    assert second.exit_code == 0, second.output
+    reused = json.loads((out / "summary.json").read_text())["reused"]
+    assert "export fp32" in reused
+    assert "reused: export fp32" in second.output
+
+
+def test_tampered_bundle_is_rebuilt(mini_build, ifmdm_tiny_run):
+    from edgeth.build import BuildConfig, _export_one, tree_hash
+
+    out, _, _ = mini_build
+    path = out / "bundles" / "fp32"
+    victim = next(p for p in (path / "onnx").iterdir() if p.is_file())
+    victim.write_bytes(victim.read_bytes() + b"x")
+    reused: list[str] = []
+    cfg = BuildConfig(ckpt=str(ifmdm_tiny_run), targets=("onnx",), precisions=("fp32",), steps=2, threads=1)
+    _export_one(ifmdm_tiny_run, tree_hash(ifmdm_tiny_run), path, "fp32", ["onnx"], cfg, reused)
+    assert reused == []  # hash mismatch: exported again
+    from edgeth.bundle.io import load_bundle
+
+    load_bundle(path)  # and valid again
+
+
+def test_data_step_reuses_and_redoes(tmp_path):
+    from edgeth.build import BuildConfig, _data
+
+    cfg = BuildConfig(clips=2, seconds=1.0, size=32)
+    reused: list[str] = []
+    data = _data(tmp_path, cfg, reused)
+    assert (data / "manifest.json").exists() and reused == []
+    _data(tmp_path, cfg, reused)
+    assert reused == ["data"]
+    (data / "manifest.json").write_text("{}")  # changed: not the corpus the stamp describes
+    reused.clear()
+    _data(tmp_path, cfg, reused)
+    assert reused == [] and json.loads((data / "manifest.json").read_text()) != {}
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--model", "vqtalker2"], ["unknown model", "ifmdm"]),
+    (["--targets", "nope"], ["unknown target", "executorch"]),
+    (["--precision", "int3"], ["unknown precision", "fp16"]),
+])
+def test_bad_input_is_one_line_error(args, words, tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "edgeth", "build", "--out", str(tmp_path / "o"), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
+    for w in words:
+        assert w in r.stderr
