@@ -175,7 +175,7 @@ def report_data(results: list[BackendResult], *, summary: list[dict[str, Any]] |
 
 
 def summary_rows(results: list[BackendResult], bench: dict[str, Any] | None = None,
-                 skipped: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                 skipped: dict[str, str] | None = None, failed: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """target x precision rows: pass/fail, worst-frame PSNR, end-to-end speed ratio, size."""
     pipe = {(r["backend"], r.get("precision")): r for r in (bench or {}).get("pipeline", [])}
     rows = []
@@ -189,7 +189,8 @@ def summary_rows(results: list[BackendResult], bench: dict[str, Any] | None = No
                      "worst_frame": (fc.detail.get("curve") or {}).get("worst_frame") if fc else None,
                      "speed_ratio": b.get("speed_ratio"), "size_bytes": b.get("size_bytes"),
                      "reason": "" if r.passed else "; ".join(c.worst for c in r.checks if not c.passed)[:200]})
-    for key, why in (skipped or {}).items():
-        target, _, prec = key.partition(" ")
-        rows.append({"target": target, "precision": prec, "status": "skipped", "reason": why})
+    for status, keyed in (("fail", failed or {}), ("skipped", skipped or {})):
+        for key, why in keyed.items():  # keys are "target precision"
+            target, _, prec = key.partition(" ")
+            rows.append({"target": target, "precision": prec, "status": status, "reason": why})
     return rows
