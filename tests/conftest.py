@@ -28,3 +28,12 @@ def synth_corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("corpus") / "synth"
     generate_corpus(root, clips=8, seconds=4.0, size=64, seed=0, lossless=True, progress=False)
     return root
+
+
+# -- IF-MDM (models/ifmdm): the tiny model trained briefly on synth_corpus, reused by export tests --
+@pytest.fixture(scope="session")
+def ifmdm_tiny_run(synth_corpus, tmp_path_factory) -> Path:
+    """RUN/ of a tiny IF-MDM trained ~90 s on CPU (both stages); load with get_model("ifmdm").load(run)."""
+    import ifmdm_support
+
+    return ifmdm_support.train_tiny_run(synth_corpus, tmp_path_factory.mktemp("ifmdm") / "run")
