@@ -16,7 +16,7 @@ def mini_build(ifmdm_tiny_run, tmp_path_factory):
     args = ["build", "--ckpt", str(ifmdm_tiny_run), "--targets", "onnx", "--precision", "fp32", "--steps", "2",
             "--bench-iters", "2", "--threads", "1", "--quiet", "--out", str(out)]
     first = CliRunner().invoke(cli, args)
-    second = CliRunner().invoke(cli, args)
+    second = CliRunner().invoke(cli, [*args, "--no-bench"])  # a rerun: reuse, re-verify
     return out, first, second
 
 
