@@ -1,7 +1,8 @@
 """The benchmark table the README quotes: `edgeth bench` over every bundle `edgeth build` wrote.
 
   make demo                                   # or: edgeth build --out demo_out
-  python benchmarks/bench.py demo_out --json bench.json
+  python benchmarks/bench.py demo_out --json bench.json --readme README.md
+  python benchmarks/bench.py - --from-json demo_out/bench.json --readme README.md   # no re-measuring
 
 Prints one markdown table per bundle (per program and end to end, each backend next to
 PyTorch eager FP32 measured in the same run) plus the machine it ran on. Same code as
@@ -22,12 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write every result here")
+    ap.add_argument("--from-json", type=Path, default=None, help="format a saved result (bench.json) instead of measuring")
+    ap.add_argument("--readme", type=Path, default=None, help="replace README's bench-table block with the result")
     args = ap.parse_args(argv)
 
     from edgeth.bench import bench_table_markdown
     from edgeth.bench_bundle import bench_bundle
     from edgeth.build import merge_bench
 
+    if args.from_json:
+        res = json.loads(args.from_json.read_text())
+        return _readme(args.readme, bench_table_markdown(res.get("merged") or res)) if args.readme else 0
     root = args.root
     bundles = [root] if (root / "manifest.json").exists() else sorted(p.parent for p in root.glob("bundles/*/manifest.json"))
     if not bundles:
@@ -41,6 +47,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n### {b.name}\n\n{bench_table_markdown(r)}")
     if args.json:
         args.json.write_text(json.dumps({"bundles": parts, "merged": merge_bench(parts)}, indent=2))
+    if args.readme:
+        return _readme(args.readme, bench_table_markdown(merge_bench(parts)))
+    return 0
+
+
+def _readme(readme: Path, table: str) -> int:
+    """Swap the text between <!-- bench-table:begin --> and <!-- bench-table:end -->."""
+    import re
+
+    text = readme.read_text()
+    new, n = re.subn(r"(<!-- bench-table:begin -->\n).*?(<!-- bench-table:end -->)",
+                     lambda m: m.group(1) + table + "\n" + m.group(2), text, flags=re.S)
+    if n != 1:
+        print(f"{readme} has no bench-table markers", file=sys.stderr)
+        return 2
+    readme.write_text(new)
     return 0
 
 
