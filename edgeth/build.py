@@ -27,6 +27,8 @@ from edgeth.io_utils import write_json
 DEFAULT_PRECISIONS = ("fp32", "fp16", "int8", "mixed")
 # Training steps per stage without --ckpt: keeps `make demo` within 15 minutes on 2 CPU cores.
 DEMO_STEPS = 600
+# Sampler steps of the golden run every backend replays (verify, bench, report) in the demo.
+DEMO_SAMPLER_STEPS = 10
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class BuildConfig:
     seconds: float = 4.0
     size: int = 64
     max_steps: int | None = DEMO_STEPS  # cap per training stage (None: the preset's full schedule)
-    steps: int | None = None  # sampler steps of the golden run (default: the model's)
+    steps: int | None = DEMO_SAMPLER_STEPS  # sampler steps of the golden run (None: the model's schedule)
     frames: int | None = None  # end-to-end bench length (default: the golden run)
     bench: bool = True
     bench_iters: int = 10
@@ -156,14 +158,14 @@ def build(out: str | Path, cfg: BuildConfig = BuildConfig(), *, progress: bool =
                 bundles.update(got)
                 failed.update(fails)
         results, bench_parts = [], []
+        bar.bar.total = bar.bar.n + len(bundles) * (2 if cfg.bench else 1) + 1  # bundles known now
+        bar.bar.refresh()
         for key, path in bundles.items():
             with bar.step(f"verify {key}"):
                 results += _verify(path, cfg, skipped, key)
             if cfg.bench:
                 with bar.step(f"bench {key}"):
                     bench_parts.append(_bench(path, cfg, bench_parts))
-        for _ in range(len(precisions) - len(bundles)):  # precisions that exported nothing
-            bar.bar.update(1 + (1 if cfg.bench else 0))
         with bar.step("report"):
             report, summary, bench = _report(out, results, bench_parts, skipped, failed)
     finally:

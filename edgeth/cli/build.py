@@ -26,7 +26,8 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 @click.option("--seconds", type=float, default=4.0, show_default=True, help="Seconds per synthetic clip.")
 @click.option("--max-steps", type=int, default=600, show_default=True,
               help="Cap each training stage (0: the preset's full schedule).")
-@click.option("--steps", type=int, default=None, help="Sampler steps of the golden run (default: the model's).")
+@click.option("--steps", type=int, default=10, show_default=True,
+              help="Sampler steps of the golden run every backend replays (0: the model's schedule).")
 @click.option("--frames", type=int, default=None, help="End-to-end bench length (default: the golden run).")
 @click.option("--bench-iters", type=int, default=10, show_default=True, help="Timed calls per program.")
 @click.option("--no-bench", is_flag=True, help="Skip the benchmark step.")
@@ -49,7 +50,7 @@ def cli(model, ckpt, targets, precisions, budget, out, preset, clips, seconds, m
 
     cfg = BuildConfig(model=model, ckpt=str(ckpt) if ckpt else None, targets=_csv(targets),
                       precisions=_csv(precisions) or ("fp32",), budget=budget, preset=preset, clips=clips,
-                      seconds=seconds, max_steps=max_steps or None, steps=steps, frames=frames, bench=not no_bench,
+                      seconds=seconds, max_steps=max_steps or None, steps=steps or None, frames=frames, bench=not no_bench,
                       bench_iters=bench_iters, threads=threads, seed=seed)
     res = build(out, cfg, progress=not quiet)
     click.echo(summary_table(res.summary))
