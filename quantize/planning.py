@@ -161,23 +161,28 @@ def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options
         res = drive(spec, call, image=image, audio=audio, noise=SeededNoise(seed), progress=False, **options)
         return output_for(b.metric, res)
 
-    verify = None
+    verify, timing = None, {}
     if verify_target:
         from edgeth.quantize.calibrate import torch_call
 
+        t = time.perf_counter()
         reference = run(torch_call(programs))
+        timing["eager_fp32_s"] = round(time.perf_counter() - t, 3)
 
         def verify(plans):
-            return backend_quality(programs, plans, verify_target, run, b, reference, threads)
+            return backend_quality(programs, plans, verify_target, run, b, reference, threads, timing)
 
     result = search_mixed(list(programs), calib, run, b, threads=threads, progress=progress, verify=verify)
-    return PlanResult(result.plans, summary, {**result.to_json(), "verified_on": verify_target}, time.time() - t0)
+    return PlanResult(result.plans, summary, {**result.to_json(), "verified_on": verify_target, "timing": timing},
+                      time.time() - t0)
 
 
-def backend_quality(programs, plans, target: str, run, budget, reference: np.ndarray, threads: int | None = None) -> float:
+def backend_quality(programs, plans, target: str, run, budget, reference: np.ndarray, threads: int | None = None,
+                    timing: dict[str, float] | None = None) -> float:
     """End-to-end quality (budget metric) of `plans` exported to `target` and run on its runtime.
 
-    Programs whose plan is FP32 run in PyTorch eager (the FP32 backends match it to 1e-4)."""
+    Programs whose plan is FP32 run in PyTorch eager (the FP32 backends match it to 1e-4).
+    `timing` (if given) receives the pipeline's wall time on the backend (`backend_s`)."""
     import tempfile
 
     from edgeth.quantize.calibrate import torch_call
@@ -194,5 +199,8 @@ def backend_quality(programs, plans, target: str, run, budget, reference: np.nda
             entry = {"name": p.name, "files": art.files, "inputs": [s.to_json() for s in p.inputs],
                      "outputs": [s.to_json() for s in p.outputs], "precision": art.precision}
             runners[p.name] = tgt.runner(Path(td), entry, threads)
+        t = time.perf_counter()
         got = run(lambda name, xs: list(runners[name](*xs)) if name in runners else eager(name, xs))
+        if timing is not None:
+            timing["backend_s"] = round(time.perf_counter() - t, 3)
     return budget.quality(reference, got)

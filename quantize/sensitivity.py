@@ -14,6 +14,7 @@ agreement as -10*log10(1 - value), so gains add up across metrics and programs.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
@@ -49,6 +50,8 @@ class ProgramSim:
         self.cal = Calibrated(program.module, program.example_inputs, samples, mode=mode, progress=progress,
                               desc=f"calibrate {program.name}")
         self._cache: dict[frozenset[str], Any] = {}
+        self._ref: dict[int, tuple[Any, list[np.ndarray]]] = {}  # id(sample) -> (sample kept alive, FP32 outputs)
+        self._unfolded = None  # all-INT8 graph with weight quantize nodes kept (for unit_float)
 
     @property
     def units(self) -> list[Unit]:
@@ -64,6 +67,39 @@ class ProgramSim:
             self._cache[key] = self.cal.convert(sorted(key | set(self.always_float)))
         return self._cache[key]
 
+    @contextlib.contextmanager
+    def unit_float(self, unit: Unit):
+        """A fast approximation of "this unit alone float" for ranking: the all-INT8 graph with the
+        unit's inputs (weight and activations) rewired around their quantize/dequantize pairs,
+        and its output read in float by every consumer that is not a quantized layer. No
+        prepare/convert per trial; the search itself evaluates real variants."""
+        if self._unfolded is None:
+            self._unfolded = self.cal.convert(list(self.always_float), fold=False)
+        from edgeth.quantize.pt2e import _op_kinds
+
+        gm = self._unfolded
+        node = next((n for n in gm.graph.nodes if n.name == unit.node), None)
+        saved: list[tuple[Any, tuple]] = []
+        if node is not None:
+            saved.append((node, tuple(node.args)))
+            node.args = tuple(_float_source(a) for a in node.args)
+            # its output stays INT8 only where a quantized layer reads it (as in a real variant)
+            kinds = _op_kinds()
+            for q in [u for u in node.users if "quantize" in str(u.target) and "dequantize" not in str(u.target)]:
+                for dq in list(q.users):
+                    for c in list(dq.users):
+                        if c.op == "call_function" and c.target not in kinds:
+                            saved.append((c, tuple(c.args)))
+                            c.replace_input_with(dq, node)
+            gm.recompile()
+        try:
+            yield gm
+        finally:
+            for n, args in reversed(saved):
+                n.args = args
+            if saved:
+                gm.recompile()
+
     def run(self, float_layers: Iterable[str], inputs: Sequence[Any]) -> list[np.ndarray]:
         import torch
 
@@ -72,18 +108,27 @@ class ProgramSim:
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return [o.detach().cpu().numpy() for o in outs]
 
-    def program_sqnr(self, float_layers: Iterable[str], samples: Sequence[Sequence[Any]]) -> float:
-        """SQNR (dB) of the program's outputs against FP32 over `samples` (all outputs pooled)."""
+    def program_sqnr(self, float_layers: Iterable[str], samples: Sequence[Sequence[Any]], module: Any = None) -> float:
+        """SQNR (dB) of the program's outputs against FP32 over `samples` (all outputs pooled);
+        `module` replaces the float_layers variant (e.g. a `unit_float` graph)."""
         import torch
 
         sig = noise = 0.0
         for s in samples:
-            with torch.no_grad():
-                ref = self.program.module(*to_torch_inputs(s))
-            refs = ref if isinstance(ref, (tuple, list)) else (ref,)
-            got = self.run(float_layers, s)
+            key = id(s)
+            if key not in self._ref:  # FP32 outputs, computed once per sample
+                with torch.no_grad():
+                    ref = self.program.module(*to_torch_inputs(s))
+                refs = ref if isinstance(ref, (tuple, list)) else (ref,)
+                self._ref[key] = (s, [r.detach().cpu().numpy().astype(np.float64) for r in refs])
+            refs = self._ref[key][1]
+            if module is None:
+                got = self.run(float_layers, s)
+            else:
+                with torch.no_grad():
+                    out = module(*to_torch_inputs(s))
+                got = [o.detach().cpu().numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
             for r, g in zip(refs, got):
-                r = r.detach().cpu().numpy().astype(np.float64)
                 sig += float(np.sum(r * r))
                 noise += float(np.sum((r - g) ** 2))
         return math.inf if noise == 0 else 10 * math.log10(max(sig, 1e-30) / noise)
@@ -137,7 +182,8 @@ def rank_layers(sims: Mapping[str, ProgramSim], evaluate: Callable[[Config], flo
             share[p] = 10 ** (-q / 10) if math.isfinite(q) else 0.0
             sq0[p] = sim.program_sqnr((), program_samples[p])
         for p, u in tqdm(jobs, desc="layer sensitivity", disable=not progress, leave=False):
-            sq = sims[p].program_sqnr([u.name], program_samples[p])
+            with sims[p].unit_float(u) as gm:
+                sq = sims[p].program_sqnr((), program_samples[p], module=gm)
             frac = 1 - 10 ** (-(sq - sq0[p]) / 10) if math.isfinite(sq) and math.isfinite(sq0[p]) else (1.0 if sq == math.inf else 0.0)
             left = max(noise_total - share[p] * frac, noise_total * 1e-6, 1e-30)
             q = -10 * math.log10(left) if noise_total > 0 else math.inf
@@ -155,6 +201,20 @@ def rank_layers(sims: Mapping[str, ProgramSim], evaluate: Callable[[Config], flo
     # most sensitive first; ties: larger layers first, then graph order (deterministic)
     scores.sort(key=lambda s: (-_finite(s.gain), -s.unit.params, order[(s.program, s.unit.name)]))
     return scores
+
+
+def _float_source(a: Any) -> Any:
+    """The float value behind a dequantize(quantize(x)) argument, else the argument itself."""
+    def is_dq(x) -> bool:
+        return getattr(x, "op", "") == "call_function" and "dequantize" in str(x.target)
+
+    if is_dq(a):
+        q = a.args[0]
+        if getattr(q, "op", "") == "call_function" and "quantize" in str(q.target) and not is_dq(q):
+            return q.args[0]
+    if isinstance(a, (list, tuple)):
+        return type(a)(_float_source(x) for x in a)
+    return a
 
 
 def _finite(v: float) -> float:

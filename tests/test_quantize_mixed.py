@@ -90,12 +90,16 @@ def test_mixed_search_meets_a_budget_full_int8_misses_and_is_reproducible(fam):
 
 
 def _calib_dir(root: Path) -> Path:
+    """Two <name>.png + <name>.wav clips (the second mirrored and reversed)."""
+    from PIL import Image, ImageOps
+
     d = root / "calib"
-    for i in range(2):
-        png, wav = B.write_media(root / f"media{i}", seconds=0.64)
-        d.mkdir(exist_ok=True)
-        shutil.copy(png, d / f"clip{i}.png")
-        shutil.copy(wav, d / f"clip{i}.wav")
+    d.mkdir(exist_ok=True)
+    png, wav = B.write_media(root / "media", seconds=0.64)
+    shutil.copy(png, d / "clip0.png")
+    shutil.copy(wav, d / "clip0.wav")
+    ImageOps.mirror(Image.open(png)).save(d / "clip1.png")
+    shutil.copy(wav, d / "clip1.wav")
     return d
 
 
