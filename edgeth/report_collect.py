@@ -105,8 +105,8 @@ def _plans(bundle) -> list[dict[str, Any]]:
     for p in bundle.programs:
         for target, art in p["artifacts"].items():
             q = art.get("quantization") or {}
-            if q.get("precision") in (None, "fp32"):
-                continue
+            if q.get("precision") in (None, "fp32") or not (q.get("float_layers") or q.get("precision") == "mixed"):
+                continue  # only plans that kept something float (or were searched) say anything
             notes = q.get("notes") or {}
             rows.append({"program": p["name"], "target": target, "precision": q.get("precision"),
                          "float_layers": q.get("float_layers") or [], "costs": notes.get("why_float") or {},
