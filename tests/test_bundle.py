@@ -272,3 +272,12 @@ def test_wrong_input_shape_is_input_error(fixture_bundle):
         with pytest.raises(InputError, match=r"input 'x_t' has shape \(1, 9, 12\)"):
             call("denoiser", [np.zeros((1, 9, 12), np.float32), np.zeros((1, 1), np.float32),
                               np.zeros((1, 8, 16), np.float32)])
+
+
+def test_measured_times_live_only_in_created():
+    from edgeth.bundle.export import split_volatile
+
+    rec = {"int8": {"seconds": 12.3, "calibration": {"clips": 4}, "mixed": {"budget": {"psnr": 35}, "timing": {"backend_s": 1.0}}}}
+    stable, moved = split_volatile(rec)
+    assert stable == {"int8": {"calibration": {"clips": 4}, "mixed": {"budget": {"psnr": 35}}}}
+    assert moved == {"int8.seconds": 12.3, "int8.mixed.timing": {"backend_s": 1.0}}

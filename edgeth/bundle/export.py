@@ -7,7 +7,8 @@
 
 Everything is written into a temp folder next to `out` and renamed into place at the end,
 so a failed or interrupted export leaves no half-written bundle. Exports are
-deterministic: two exports of one checkpoint have identical manifests except `created`.
+deterministic: two exports of one checkpoint have identical manifests except `created`
+(the one volatile field: timestamp and measured wall times).
 """
 from __future__ import annotations
 
@@ -170,7 +171,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
 
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
-            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "created": {"at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
             "producer": {"edgeth": _edgeth_version(), "tools": tool_versions()},
             "model": {"family": family.name, "preset": run_preset(run_dir), "checkpoint_sha256": ckpt_sha,
                       "reference": ref_files},
@@ -187,21 +188,50 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
             "files": {},
         }
         if quant_record:
-            manifest["quantization"] = quant_record
-            _budget_tolerances(manifest["targets"], quant_record)
+            stable, measured = split_volatile(quant_record)
+            manifest["quantization"] = stable
+            if measured:
+                manifest["created"]["quantization"] = measured
+            _budget_tolerances(manifest["targets"], stable)
         manifest = _json_clean(manifest)
         checks, verified = _verify_exports(tmp, manifest, recorder, threads, progress)
         for tg, rec in manifest["targets"].items():
             rec["verified_at_export"] = tg in verified  # False: exported here, runs elsewhere (Core ML on Linux)
         t["verify"] = time.perf_counter()
+        manifest["created"]["seconds"] = _durations(t)
         manifest["files"] = hash_tree(tmp)
         validate(manifest)
         write_manifest(tmp, manifest)
     tar_path = write_tar(out) if tar else None
     t["end"] = time.perf_counter()
+    return ExportResult(out, tar_path, manifest, checks, _durations(t))
+
+
+def _durations(t: dict[str, float]) -> dict[str, float]:
+    """Seconds per step from consecutive perf_counter marks."""
     keys = list(t)
-    return ExportResult(out, tar_path, manifest, checks,
-                        {keys[i]: round(t[keys[i]] - t[keys[i - 1]], 3) for i in range(1, len(keys))})
+    return {keys[i]: round(t[keys[i]] - t[keys[i - 1]], 3) for i in range(1, len(keys))}
+
+
+VOLATILE_KEYS = ("seconds", "timing")
+
+
+def split_volatile(obj: Any, path: str = "") -> tuple[Any, dict[str, Any]]:
+    """(obj without measured times, {dotted path: removed value}).
+
+    Wall times differ between two exports of one checkpoint, so they live in the manifest's
+    one volatile field (`created`), never beside the deterministic records."""
+    if not isinstance(obj, dict):
+        return obj, {}
+    stable, moved = {}, {}
+    for k, v in obj.items():
+        where = f"{path}.{k}" if path else k
+        if k in VOLATILE_KEYS:
+            moved[where] = v
+        else:
+            stable[k], sub = split_volatile(v, where)
+            moved.update(sub)
+    return stable, moved
 
 
 def _quantization_plans(programs, spec, precision: str, targets: list[str], quantize, seed, options, threads,

@@ -45,7 +45,8 @@ def describe(bundle) -> list[str]:
     m = bundle.manifest
     mod = m["model"]
     out = [f"bundle   {bundle.source}",
-           f"format   {m['format']} v{m['format_version']}, created {m['created']}",
+           f"format   {m['format']} v{m['format_version']}, created {m['created']['at']}"
+           + (f" in {sum(m['created'].get('seconds', {}).values()):.0f} s" if m["created"].get("seconds") else ""),
            f"model    {mod['family']} (preset {mod.get('preset') or '?'}), checkpoint sha256 {mod['checkpoint_sha256'][:16]}…",
            "targets  " + (", ".join(f"{t} ({r['precision']}{'' if r.get('verified_at_export', True) else ', not run at export'})"
                                     for t, r in sorted(m["targets"].items()))

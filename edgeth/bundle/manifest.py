@@ -3,8 +3,9 @@
 Format version 1. Top-level fields:
   format            "edgeth-bundle"
   format_version    1; a loader refuses a bundle from a newer format with a message that says so
-  created           ISO-8601 UTC time: the only field that differs between two exports
-                    of the same checkpoint
+  created           {"at": ISO-8601 UTC time, "seconds": {export step: wall time},
+                     "quantization": {path: measured time}}: the only field that differs
+                    between two exports of the same checkpoint
   producer          {"edgeth": version, "tools": {package: version}} (torch, executorch, onnx, ...)
   model             {"family", "preset", "checkpoint_sha256", "reference": [bundle paths]}
   precision         the precision asked for at export ("fp32", ...)
@@ -39,7 +40,7 @@ TOOLS = ("torch", "executorch", "torchao", "onnx", "onnxruntime", "onnxscript", 
          "tensorrt", "nncf", "numpy", "safetensors")
 
 # key -> expected type(s), for each level of the schema
-_TOP = {"format": str, "format_version": int, "created": str, "producer": dict, "model": dict,
+_TOP = {"format": str, "format_version": int, "created": dict, "producer": dict, "model": dict,
         "precision": str, "targets": dict, "programs": list, "pipeline": dict, "golden": dict,
         "tolerances": dict, "files": dict}
 _MODEL = {"family": str, "preset": (str, type(None)), "checkpoint_sha256": str, "reference": list}
@@ -92,6 +93,7 @@ def validate(d: Any) -> None:
 
     check_version(d)
     _need(d, _TOP, "top level")
+    _need(d["created"], {"at": str}, "created")
     _need(d["model"], _MODEL, "model")
     _need(d["golden"], _PIPE_GOLDEN, "golden")
     files = d["files"]
