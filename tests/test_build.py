@@ -1,5 +1,6 @@
-"""`edgeth build`: a mini build of the tiny IF-MDM run (export -> verify -> bench -> report),
-reuse on rerun, the data step's stamp, and clean errors for unknown models/targets."""
+"""`edgeth build`: a mini build (export -> verify -> bench -> report) of the test suite's small
+fixture family (tests/bundle_support.py, registered for the test), reuse on rerun, a tampered
+bundle rebuilt, the data step's stamp, and clean errors for unknown models/targets/precisions."""
 from __future__ import annotations
 
 import json
@@ -11,11 +12,20 @@ from edgeth.cli import cli
 
 
 @pytest.fixture(scope="module")
-def mini_build(ifmdm_tiny_run, tmp_path_factory):
+def fixture_run(fixture_bundle):
+    import bundle_support
+
+    with bundle_support.registered():
+        yield fixture_bundle["run"]
+
+
+@pytest.fixture(scope="module")
+def mini_build(fixture_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("build") / "out"
-    args = ["build", "--ckpt", str(ifmdm_tiny_run), "--targets", "onnx", "--precision", "fp32", "--steps", "2",
-            "--bench-iters", "2", "--threads", "1", "--quiet", "--out", str(out)]
+    args = ["build", "--model", "bundlefix", "--ckpt", str(fixture_run), "--targets", "onnx", "--precision", "fp32",
+            "--steps", "0", "--bench-iters", "2", "--threads", "1", "--quiet", "--out", str(out)]
     first = CliRunner().invoke(cli, args)
+    first.summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else None
     second = CliRunner().invoke(cli, [*args, "--no-bench"])  # a rerun: reuse, re-verify
     return out, first, second
 
@@ -25,7 +35,7 @@ def test_mini_build_verifies_benches_and_reports(mini_build):
 
     out, first, _ = mini_build
     assert first.exit_code == 0, first.output
-    summary = json.loads((out / "summary.json").read_text())["summary"]
+    summary = first.summary["summary"]
     (row,) = [r for r in summary if r["target"] == "onnx"]
     assert row["status"] == "pass" and row["precision"] == "fp32"
     assert row["worst_psnr_db"] >= 60  # the fp32 frames tolerance
@@ -46,7 +56,7 @@ def test_rerun_reuses_the_valid_bundle(mini_build):
     assert "reused: export fp32" in second.output
 
 
-def test_tampered_bundle_is_rebuilt(mini_build, ifmdm_tiny_run):
+def test_tampered_bundle_is_rebuilt(mini_build, fixture_run):
     from edgeth.build import BuildConfig, _export_one, tree_hash
 
     out, _, _ = mini_build
@@ -54,8 +64,9 @@ def test_tampered_bundle_is_rebuilt(mini_build, ifmdm_tiny_run):
     victim = next(p for p in (path / "onnx").iterdir() if p.is_file())
     victim.write_bytes(victim.read_bytes() + b"x")
     reused: list[str] = []
-    cfg = BuildConfig(ckpt=str(ifmdm_tiny_run), targets=("onnx",), precisions=("fp32",), steps=2, threads=1)
-    _export_one(ifmdm_tiny_run, tree_hash(ifmdm_tiny_run), path, "fp32", ["onnx"], cfg, reused)
+    cfg = BuildConfig(model="bundlefix", ckpt=str(fixture_run), targets=("onnx",), precisions=("fp32",), steps=None,
+                      threads=1)
+    _export_one(fixture_run, tree_hash(fixture_run), path, "fp32", ["onnx"], cfg, reused)
     assert reused == []  # hash mismatch: exported again
     from edgeth.bundle.io import load_bundle
 
