@@ -11,7 +11,7 @@ import pytest
 from scipy.io import wavfile
 
 from edgeth.data.dataset import load_corpus
-from edgeth.data.video import read_audio, write_mp4
+from edgeth.data.video import center_crop_resize, read_audio, read_video, write_mp4
 from edgeth.errors import InputError
 
 
@@ -58,7 +58,11 @@ def test_real_folder_loads_usable_clips_and_counts_skips(real_folder):
     assert sorted(c.name for c in clips) == ["talk_a", "talk_b"]
     for c in clips:
         assert c.frames.shape[1:] == (64, 64, 3) and c.gt is None
-        assert c.audio.shape[0] == round(c.n_frames * 16000 / c.fps)
+        assert c.fps == 25 and c.audio.shape[0] == 640 * c.n_frames
+    a = next(c for c in clips if c.name == "talk_a")
+    assert a.n_frames == 25  # 1 s at 30 fps, retimed to 25 fps
+    src, _ = read_video(real_folder / "talk_a.mp4")
+    assert np.abs(a.frames[0].astype(int) - center_crop_resize(src[0], 64)).mean() < 1  # first frame kept
     with pytest.raises(InputError):
         load_corpus(real_folder, size=64, strict=True)
 
@@ -82,8 +86,6 @@ def test_missing_empty_and_corrupt_inputs_fail_cleanly(tmp_path, real_folder):
     with pytest.raises(InputError, match="no clips"):
         load_corpus(tmp_path / "empty")
     with pytest.raises(InputError, match="cannot decode|no decodable|no video"):
-        from edgeth.data.video import read_video
-
         read_video(real_folder / "broken.mp4")
 
 
@@ -92,3 +94,15 @@ def test_synth_cli_writes_a_corpus(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "wrote 2 clips" in r.stdout and (tmp_path / "d" / "manifest.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
+
+
+def test_retime_to_25_fps_keeps_time():
+    from edgeth.data.dataset import retime
+
+    f = np.arange(60)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)  # frame i holds value i
+    assert retime(f, 25.0) is f
+    f50 = retime(f, 50.0)[:, 0, 0, 0]  # 1.2 s at 50 fps -> 30 frames, every other one
+    assert f50.tolist() == list(range(1, 60, 2))
+    f30 = retime(f, 30.0)[:, 0, 0, 0]  # 2 s at 30 fps -> 50 frames: the one on screen at each frame's centre
+    centre = (np.arange(50) + 0.5) * 1.2  # in source frames
+    assert len(f30) == 50 and np.all(np.diff(f30) >= 1) and np.all((f30 <= centre) & (centre < f30 + 1))

@@ -87,3 +87,16 @@ def test_synth_rejects_bad_arguments(tmp_path):
     with pytest.raises(InputError, match="not a corpus"):
         generate_corpus(tmp_path / "notcorpus", clips=2, seconds=1, size=32, progress=False)
     assert (tmp_path / "notcorpus" / "keep.txt").read_text() == "mine"
+
+
+def test_load_corpus_cache_gives_copies_and_sees_a_rewrite(tmp_path):
+    root = tmp_path / "c"
+    generate_corpus(root, clips=2, seconds=0.4, size=32, seed=0, lossless=True, progress=False)
+    a = load_corpus(root)
+    a[0].frames[:] = 0
+    a[0].gt["mouth_open"][:] = -1
+    b = load_corpus(root)
+    assert b[0].frames.any() and b[0].gt["mouth_open"].min() >= 0  # the cache was not mutated
+    generate_corpus(root, clips=2, seconds=0.4, size=32, seed=1, lossless=True, progress=False)
+    c = load_corpus(root)
+    assert not np.array_equal(c[0].frames, b[0].frames)  # a rewritten corpus is reloaded

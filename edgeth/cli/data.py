@@ -1,4 +1,4 @@
-"""`edgeth data synth|inspect`"""
+"""`edgeth data synth|inspect|probe`"""
 from __future__ import annotations
 
 import json
@@ -14,6 +14,7 @@ def cli():
     Examples:
       edgeth data synth data/ --clips 16 --seconds 4 --size 128
       edgeth data inspect data/ --json
+      edgeth data probe out.mp4 --gt data/clip_0000.json
     """
 
 
@@ -68,3 +69,45 @@ def inspect(root, as_json, strict):
             click.echo(f"  problem: {p}")
     if strict and r["problems"]:
         raise InputError(f"{len(r['problems'])} problem(s) in {root}", "fix or remove the listed files, or drop --strict")
+
+
+@cli.command("probe")
+@click.argument("video", type=click.Path())
+@click.option("--gt", "gt_path", type=click.Path(), help="Ground truth to score against (a clip_XXXX.json of data synth).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def probe(video, gt_path, as_json):
+    """Measure mouth, blink and head pose in a video with the motion probe; with --gt, the lip-sync score.
+
+    \b
+    Example:
+      edgeth data probe data/clip_0000.mp4 --gt data/clip_0000.json
+    """
+    from pathlib import Path
+
+    from edgeth.data import probe as motion_probe
+    from edgeth.data.video import read_video
+    from edgeth.errors import InputError
+
+    frames, fps = read_video(video)
+    m = motion_probe.measure(frames)
+    r = {"video": str(video), "frames": int(len(frames)), "fps": fps,
+         "mean": {k: round(float(v.mean()), 4) for k, v in m.items()},
+         "std": {k: round(float(v.std()), 4) for k, v in m.items()}}
+    if gt_path:
+        try:
+            gt = json.loads(Path(gt_path).read_text())["gt"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"cannot read ground truth {gt_path} ({type(e).__name__})",
+                             "pass the clip_XXXX.json written by `edgeth data synth`") from None
+        n = min(len(frames), *(len(v) for v in gt.values()))
+        r["correlation"] = {k: round(motion_probe.pearson(m[k][:n], gt[k][:n]), 4) for k in m if k in gt}
+        r["lip_sync"] = r["correlation"].get("mouth_open")
+    if as_json:
+        click.echo(json.dumps(r, indent=2))
+        return
+    click.echo(f"{video}: {r['frames']} frames @ {fps:g} fps")
+    for k in m:
+        corr = f"  r={r['correlation'][k]:+.3f}" if "correlation" in r and k in r["correlation"] else ""
+        click.echo(f"  {k:<12} mean {r['mean'][k]:8.3f}  std {r['std'][k]:7.3f}{corr}")
+    if "lip_sync" in r:
+        click.echo(f"lip-sync score (probe mouth opening vs ground truth, Pearson r): {r['lip_sync']:.3f}")

@@ -1,7 +1,8 @@
 """Real talking-head clips: a folder of *.mp4 (audio track or sidecar .wav), and `data inspect`.
 
 Unreadable or audio-less files are skipped with a warning and counted (strict=True makes
-them errors). Frames are centre-cropped/resized to the model size; audio resampled to 16 kHz mono.
+them errors). Frames are retimed to 25 fps (nearest frame) and centre-cropped/resized to the
+model size; audio is resampled to 16 kHz mono and fitted to 640 samples per frame.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def load_real_folder(root, size: int | None = None, strict: bool = False, progre
     from tqdm import tqdm
 
     from edgeth.data.dataset import Clip, align
+    from edgeth.data.synth import FPS
     from edgeth.data.video import read_video
 
     root = Path(root)
@@ -45,7 +47,7 @@ def load_real_folder(root, size: int | None = None, strict: bool = False, progre
             problems.append(f"{p.name}: {e.what}")
             continue
         frames, audio = align(frames, audio, fps, size)
-        clips.append(Clip(p.stem, p.stem, frames, audio, fps, None, None))
+        clips.append(Clip(p.stem, p.stem, frames, audio, float(FPS), None, None))
     if problems:
         warnings.warn(f"skipped {len(problems)} of {len(problems) + len(clips)} clips in {root}: " + "; ".join(problems[:5]),
                       stacklevel=2)
