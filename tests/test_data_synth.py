@@ -100,3 +100,20 @@ def test_load_corpus_cache_gives_copies_and_sees_a_rewrite(tmp_path):
     generate_corpus(root, clips=2, seconds=0.4, size=32, seed=1, lossless=True, progress=False)
     c = load_corpus(root)
     assert not np.array_equal(c[0].frames, b[0].frames)  # a rewritten corpus is reloaded
+
+
+def test_interrupted_synth_leaves_nothing_behind(tmp_path, monkeypatch):
+    import edgeth.data.synth as synth
+
+    real, calls = synth.make_clip, []
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(synth, "make_clip", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate_corpus(tmp_path / "d", clips=3, seconds=0.4, size=32, progress=False)
+    assert list(tmp_path.iterdir()) == []  # no corpus, no half-written clip, no temp folder
