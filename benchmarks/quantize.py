@@ -94,7 +94,7 @@ def e2e_parity(ref, got) -> dict:
 def make_plans(args, programs, spec, calib, clip, progress):
     from edgeth.quantize.mixed import Budget, search_mixed
     from edgeth.quantize.plan import PrecisionPlan
-    from edgeth.quantize.planning import backend_quality, output_for
+    from edgeth.quantize.planning import backend_quality, fixed_plan, output_for
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
 
     drive = get_pipeline(spec.kind)
@@ -103,7 +103,8 @@ def make_plans(args, programs, spec, calib, clip, progress):
         if prec == "fp32":
             plans[prec] = {p.name: PrecisionPlan("fp32") for p in programs}
         elif prec != "mixed":
-            plans[prec] = {p.name: PrecisionPlan(prec, calibration=calib.for_program(p.name, 32)) for p in programs}
+            plans[prec] = {p.name: fixed_plan(p) or PrecisionPlan(prec, calibration=calib.for_program(p.name, 32))
+                           for p in programs}
         else:
             b = Budget.parse(args.budget)
 

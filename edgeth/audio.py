@@ -34,7 +34,7 @@ class AudioConfig:
     n_mels: int = 80
     fmin: float = 0.0
     fmax: float = 8000.0
-    log_floor: float = 1e-5  # log(max(mel, floor)), natural log
+    log_floor: float = 3e-3  # log(max(mel, floor)), natural log; see the note below
 
     def __post_init__(self):
         if not (0 < self.win <= self.n_fft) or self.hop <= 0 or self.n_fft < self.hop:

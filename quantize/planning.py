@@ -141,11 +141,20 @@ def make_plans(programs: Sequence["Program"], spec: "PipelineSpec", precision: s
                "options": {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))},
                "cached": bool(calib.source.get("cached"))}
     if precision != "mixed":
-        plans = {p.name: PrecisionPlan(precision, calibration=calib.for_program(p.name),
-                                       notes={"calibration_key": calib.key}) for p in programs}
+        plans = {p.name: fixed_plan(p) or PrecisionPlan(precision, calibration=calib.for_program(p.name),
+                                                        notes={"calibration_key": calib.key}) for p in programs}
         return PlanResult(plans, summary, None, time.time() - t0)
     return _mixed(programs, spec, calib, clips, budget, seed, options, threads, progress, summary, t0,
                   verify_target)
+
+
+def fixed_plan(program: "Program") -> PrecisionPlan | None:
+    """The plan of a program pinned to one precision (`meta["precision"]`, e.g. the FP32 log-mel
+    frontend: a DFT and a log, whose INT8/FP16 versions lose the quiet bins), else None."""
+    pinned = program.meta.get("precision")
+    if not pinned:
+        return None
+    return PrecisionPlan(pinned, notes={"pinned": f"{program.name} always exports at {pinned} (program meta)"})
 
 
 def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options, threads, progress, summary,
@@ -172,8 +181,11 @@ def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options
         def verify(plans):
             return backend_quality(programs, plans, verify_target, run, b, reference, threads, timing)
 
-    result = search_mixed(list(programs), calib, run, b, threads=threads, progress=progress, verify=verify)
-    return PlanResult(result.plans, summary, {**result.to_json(), "verified_on": verify_target, "timing": timing},
+    searched = [p.name for p in programs if fixed_plan(p) is None]
+    result = search_mixed(list(programs), calib, run, b, threads=threads, progress=progress, verify=verify,
+                          quantize=searched)
+    plans = {**result.plans, **{p.name: fixed_plan(p) for p in programs if fixed_plan(p) is not None}}
+    return PlanResult(plans, summary, {**result.to_json(), "verified_on": verify_target, "timing": timing},
                       time.time() - t0)
 
 

@@ -47,7 +47,7 @@ class Unit:
                 "class": self.module_class, "params": self.params}
 
 
-def _op_kinds() -> dict[Any, str]:
+def op_kinds() -> dict[Any, str]:
     import torch
 
     aten = torch.ops.aten
@@ -95,7 +95,7 @@ def export_graph(module: "torch.nn.Module", example_inputs: Sequence["torch.Tens
 
 def list_units(gm: "GraphModule") -> list[Unit]:
     """The quantizable ops of an exported graph, in graph order, with stable names."""
-    kinds = _op_kinds()
+    kinds = op_kinds()
     nodes = [n for n in gm.graph.nodes if n.op == "call_function" and n.target in kinds]
     per_path: dict[str, int] = {}
     for n in nodes:
@@ -121,7 +121,7 @@ def matches(entry: str, node_name: str, path: str) -> bool:
 def float_filter(float_layers: Iterable[str] = (), skip_kinds: Iterable[str] = ()) -> Callable[["Node"], bool]:
     """A quantizer filter: False (keep float) for op nodes named by `float_layers` or of `skip_kinds`."""
     entries = tuple(e for e in float_layers if e)
-    kinds = _op_kinds()
+    kinds = op_kinds()
     skip = set(skip_kinds)
 
     def keep_quantized(n: "Node") -> bool:
@@ -255,7 +255,7 @@ def float_inputs_for_float_layers(gm: "GraphModule") -> list[str]:
     -2 dB against FP32, found with `edgeth debug`). Bypassing that edge's quantize/dequantize
     is also the better numerics for a layer kept float. Returns the rewired node names.
     """
-    kinds = _op_kinds()
+    kinds = op_kinds()
 
     def is_dq(a) -> bool:
         return getattr(a, "op", "") == "call_function" and "dequantize" in str(a.target)
@@ -336,7 +336,7 @@ def check_float_layers(gm: "GraphModule", float_layers: Iterable[str]) -> None:
 def quantized_units(converted: "GraphModule") -> list[str]:
     """Node names of unit ops that run INT8: a dequantized weight (conv/linear), or for
     elementwise ops dequantized tensor inputs and a quantized output."""
-    kinds = _op_kinds()
+    kinds = op_kinds()
 
     def is_dq(a) -> bool:
         return getattr(a, "op", "") == "call_function" and "dequantize" in str(a.target)

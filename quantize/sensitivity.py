@@ -75,7 +75,7 @@ class ProgramSim:
         prepare/convert per trial; the search itself evaluates real variants."""
         if self._unfolded is None:
             self._unfolded = self.cal.convert(list(self.always_float), fold=False)
-        from edgeth.quantize.pt2e import _op_kinds
+        from edgeth.quantize.pt2e import op_kinds
 
         gm = self._unfolded
         node = next((n for n in gm.graph.nodes if n.name == unit.node), None)
@@ -84,7 +84,7 @@ class ProgramSim:
             saved.append((node, tuple(node.args)))
             node.args = tuple(_float_source(a) for a in node.args)
             # its output stays INT8 only where a quantized layer reads it (as in a real variant)
-            kinds = _op_kinds()
+            kinds = op_kinds()
             for q in [u for u in node.users if "quantize" in str(u.target) and "dequantize" not in str(u.target)]:
                 for dq in list(q.users):
                     for c in list(dq.users):

@@ -61,9 +61,13 @@ def test_capture_records_every_programs_real_inputs(ifmdm, tmp_path):
     ex_motion = by_name["renderer"].example_inputs[-1].numpy()
     assert not any(np.array_equal(c[-1], ex_motion) for c in cs.samples["renderer"])
     assert st[0]["distinct"] == len(clips)  # a^0: one portrait per clip
-    # the audio encoder sees the clips' waveform windows
-    aud = cs.stats("audio_encoder")[0]
+    # the audio frontend sees the clips' waveform windows; the encoder their log-mel (natural log,
+    # floored at log(3e-3) = -5.8; speech bins well above the floor)
+    aud = cs.stats("audio_frontend")[0]
+    assert cs.count("audio_frontend") == windows
     assert aud["distinct"] == windows and 0.05 < aud["std"] < 0.15
+    mel = cs.stats("audio_encoder")[0]
+    assert mel["distinct"] == windows and mel["min"] >= -5.9 and mel["min"] + 2.0 < mel["max"] < 10.0
 
 
 def test_capture_cache_is_keyed_by_weights_and_clips(ifmdm, tmp_path):

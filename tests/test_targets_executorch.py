@@ -103,3 +103,32 @@ def test_bundled_program_carries_golden_vectors_that_verify(exported):
     (out / "broken.bpte").write_bytes(b"\0" * 100)
     with pytest.raises(BundleError, match="broken.bpte"):
         verify_bundled(out / "broken.bpte")
+
+
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_preflight_rejects_tanh_gelu_that_xnnpack_computes_as_exact(approximate, tmp_path):
+    """executorch 1.5.1's XNNPACK runs gelu(approximate='tanh') as exact GELU (4.7e-4 off at x=-2.7):
+    preflight names it as an error; exact GELU lowers and matches eager."""
+    import torch
+
+    from edgeth.program import Program, TensorSpec
+
+    class Act(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            return torch.nn.functional.gelu(self.fc(x), approximate=approximate)
+
+    x = torch.linspace(-4, 4, 64).reshape(8, 8)
+    p = Program("act", Act().eval(), [TensorSpec("x", (8, 8))], [TensorSpec("y", (8, 8))], (x,))
+    t = get_target("executorch")
+    errors = [i for i in t.preflight(p) if i.severity == "error"]
+    if approximate == "tanh":
+        assert len(errors) == 1 and "approximate='tanh'" in errors[0].construct and "fc" not in errors[0].construct
+        return
+    assert not errors
+    art = t.export(p, None, tmp_path)
+    (got,) = t.runner(tmp_path, _entry(p, art))(x.numpy())
+    assert np.abs(got - _eager(p, [x.numpy()])).max() <= 1e-5

@@ -358,7 +358,9 @@ def _target_record(target: str, programs: list, artifacts: dict, extras: dict) -
     from edgeth.runtime_py.verify import stage_kind
     from edgeth.tolerances import tolerance_for
 
-    precs = {artifacts[p.name][target]["precision"] for p in programs}
+    # programs pinned to a precision (the FP32 log-mel frontend) do not make an INT8 target "mixed"
+    free = [p for p in programs if not p.meta.get("precision")] or list(programs)
+    precs = {artifacts[p.name][target]["precision"] for p in free}
     prec = precs.pop() if len(precs) == 1 else "mixed"
     tol = {"frames": tolerance_for(prec, "frames")}
     for k in extras:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgeth.models.common.layers import PlainLayerNorm, gelu_tanh
+from edgeth.models.common.layers import PlainLayerNorm, gelu
 
 
 class SelfAttention(nn.Module):
@@ -53,4 +53,4 @@ class ModulatedBlock(nn.Module):
         s1, b1, g1, s2, b2, g2 = self.ada(torch.nn.functional.silu(c)).chunk(6, dim=-1)
         x = x + g1 * self.attn(self.n1(x) * (1 + s1) + b1)
         h = self.n2(x) * (1 + s2) + b2
-        return x + g2 * self.fc2(gelu_tanh(self.fc1(h)))
+        return x + g2 * self.fc2(gelu(self.fc1(h)))

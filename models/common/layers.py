@@ -125,5 +125,9 @@ class MLP(nn.Sequential):
         super().__init__(nn.Linear(din, dhidden), nn.SiLU(), nn.Linear(dhidden, dout))
 
 
-def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x, approximate="tanh")
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """Exact (erf) GELU, the form every target lowers faithfully. Not approximate="tanh":
+    ExecuTorch 1.5's XNNPACK delegate serializes it as exact GELU (up to 4.7e-4 off, fixed
+    upstream in pytorch/executorch#22851), which breaks FP32 parity; `edgeth export`'s
+    ExecuTorch preflight rejects it."""
+    return F.gelu(x)

@@ -34,7 +34,10 @@ class Stage1Config:
     dec_channels: tuple[int, ...] = (64, 48, 32, 16)
     refine_blocks: tuple[int, ...] = (0, 1, 0, 0)  # residual blocks per decoder level (teeth/occlusion)
     style_dim: int = 128
+    style_map_channels: int = 16  # channels of the spatial style map fed to the coarsest decoder level
     flow_scale: float = 0.25  # flow head output scale (normalized coords)
+    direction_init: float = 1.0  # std of the direction bank at init (code differences move the style)
+    film_init: float = 0.5  # FiLM init std x sqrt(style_dim): the style steers features from step one
     ssim_weight: float = 0.5
     code_weight: float = 0.001  # penalty on pre-tanh motion coefficients (keeps tanh out of saturation)
     change_weight: float = 2.0  # L1 weighted by source/driving difference (focus on what moved)

@@ -69,7 +69,7 @@ class IFMDMFamily(ModelFamily):
                   "chaining": "overlap frames imposed by inpainting; evolving mean = last frame of previous window",
                   "pad": "last window's audio zero-padded; frames beyond the audio dropped"}
         audio = {**run.audio.to_json(), "samples_per_frame": run.audio.sample_rate // cfg.fps,
-                 "mels_per_frame": run.audio.mels_per_frame(cfg.fps), "input": "raw waveform, frontend inside audio_encoder"}
+                 "mels_per_frame": run.audio.mels_per_frame(cfg.fps), "input": "raw waveform into audio_frontend (log-mel), then audio_encoder"}
         normalization = {
             "image": {"range": [0.0, 1.0], "layout": "NCHW", "channels": "RGB", "resize": "bilinear"},
             "frames": {"range": [0.0, 1.0], "layout": "NCHW"},
@@ -79,7 +79,8 @@ class IFMDMFamily(ModelFamily):
         }
         io = {
             "appearance_encoder": {"inputs": ["image"], "outputs": [*apps, "motion_hint"]},
-            "audio_encoder": {"inputs": ["audio"], "outputs": ["speech_features"]},
+            "audio_frontend": {"inputs": ["audio"], "outputs": ["log_mel"]},
+            "audio_encoder": {"inputs": ["log_mel"], "outputs": ["speech_features"]},
             "motion_denoiser": {"inputs": ["x_t", "timestep", "speech_features", "motion_hint", "motion_mean",
                                            "motion_std", "cond_keep"], "outputs": ["prediction"]},
             "renderer": {"inputs": [*apps, "motion_hint", "motion"], "outputs": ["frames"]},

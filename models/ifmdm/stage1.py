@@ -71,17 +71,18 @@ class WarpLevel(nn.Module):
     """One decoder level: refine features, predict flow + mask, warp appearance, fuse."""
 
     def __init__(self, cin: int, c: int, ca: int, size: int, style_dim: int, first: bool, n_res: int,
-                 flow_scale: float):
+                 flow_scale: float, film_init: float = 0.0):
         super().__init__()
         self.first, self.flow_scale = first, flow_scale
         self.conv1 = nn.Conv2d(cin, c, 3, padding=1)  # at the previous (half) resolution unless first
-        self.film = FiLM(style_dim, c)
+        self.film = FiLM(style_dim, c, init_std=film_init)
         self.head = nn.Conv2d(c, 3, 3, padding=1)  # flow (2) + occlusion mask logit (1)
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():
             self.head.bias.copy_(torch.tensor([0.0, 0.0, 3.0]))
         self.warp = FlowWarp(size)
         self.conv2 = ConvAct(c + ca, c)
+        self.film2 = FiLM(style_dim, c, init_std=film_init)
         self.res = nn.Sequential(*[ResBlock(c, c) for _ in range(n_res)])
 
     def forward(self, h, flow, app, style):
@@ -92,7 +93,7 @@ class WarpLevel(nn.Module):
         d = self.head(h)
         flow = d[:, :2] * self.flow_scale + (flow if flow is not None else 0.0)
         warped = self.warp(app.expand(h.shape[0], -1, -1, -1), flow) * torch.sigmoid(d[:, 2:3])
-        h = self.res(self.conv2(torch.cat([h, warped], dim=1)))
+        h = self.res(self.film2(self.conv2(torch.cat([h, warped], dim=1)), style))
         return h, flow
 
 
@@ -103,13 +104,17 @@ class Renderer(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, l = cfg.motion_dim, cfg.latent_dim
-        self.directions = nn.Parameter(torch.randn(d, l) / l**0.5)  # the learned direction bank
+        self.directions = nn.Parameter(torch.randn(d, l) * cfg.direction_init)  # the learned direction bank
         self.style = MLP(l, cfg.style_dim, cfg.style_dim)
         shapes = cfg.app_shapes[::-1]  # coarse to fine
+        # spatial style map at the coarsest level: lets the code act where things move (mouth, eyes)
+        self.map_shape = (cfg.style_map_channels, shapes[0][1], shapes[0][2])
+        self.style_map = nn.Linear(cfg.style_dim, cfg.style_map_channels * shapes[0][1] * shapes[0][2])
         levels = []
-        cin = shapes[0][0]
+        cin = shapes[0][0] + cfg.style_map_channels
         for i, ((ca, s, _), c) in enumerate(zip(shapes, cfg.dec_channels)):
-            levels.append(WarpLevel(cin, c, ca, s, cfg.style_dim, i == 0, cfg.refine_blocks[i], cfg.flow_scale))
+            levels.append(WarpLevel(cin, c, ca, s, cfg.style_dim, i == 0, cfg.refine_blocks[i], cfg.flow_scale,
+                                    cfg.film_init / cfg.style_dim**0.5))
             cin = c
         self.levels = nn.ModuleList(levels)
         self.to_rgb = nn.Conv2d(cin, 4, 3, padding=1)  # generated RGB (3) + blend logit (1)
@@ -123,7 +128,8 @@ class Renderer(nn.Module):
         # relative motion: the source appearance already shows the source pose
         style = self.style((motion - motion_src.expand(n, -1)) @ self.directions)
         apps = feats[::-1]
-        h, flow = apps[0].expand(n, -1, -1, -1), None
+        h = torch.cat([apps[0].expand(n, -1, -1, -1), self.style_map(style).reshape(n, *self.map_shape)], dim=1)
+        flow = None
         for level, app in zip(self.levels, apps):
             h, flow = level(h, flow, app, style)
         out = self.to_rgb(h)

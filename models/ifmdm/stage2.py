@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from edgeth.audio import AudioConfig
 from edgeth.models.common.attention import ModulatedBlock
 from edgeth.models.common.diffusion import TorchSchedule
-from edgeth.models.common.layers import MLP, PlainLayerNorm, gelu_tanh, timestep_embedding
+from edgeth.models.common.layers import MLP, PlainLayerNorm, gelu, timestep_embedding
 from edgeth.models.ifmdm.config import Stage2Config
 
 
@@ -56,12 +56,16 @@ class AudioEncoder(nn.Module):
         return self.frontend(wave)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        mel = (self.frontend(wave) - self.mel_mean) / self.mel_std  # [B, 4T, M]
-        h = gelu_tanh(self.conv_in(mel.transpose(1, 2)))
+        return self.encode(self.frontend(wave))
+
+    def encode(self, logmel: torch.Tensor) -> torch.Tensor:
+        """log-mel [B, 4T, M] (the frontend's output) -> speech features [B, T, F]."""
+        mel = (logmel - self.mel_mean) / self.mel_std  # [B, 4T, M]
+        h = gelu(self.conv_in(mel.transpose(1, 2)))
         for d in self.down:
-            h = gelu_tanh(d(h))
+            h = gelu(d(h))
         for blk, mix in zip(self.blocks, self.mix):
-            h = h + mix(gelu_tanh(blk(h)))
+            h = h + mix(gelu(blk(h)))
         return self.out(h).transpose(1, 2)
 
 

@@ -24,18 +24,26 @@ from edgeth.models.ifmdm.run import IFMDM, read_run_json, write_run_json
 
 
 class FramePairs(Dataset):
-    """(source, driving) frames [3, S, S] in [0, 1] from the same clip; random pair per item."""
+    """(source, driving) frames [3, S, S] in [0, 1] from the same clip; a random pair per item.
 
-    def __init__(self, clips: Sequence[Any], pairs_per_clip: int = 64):
+    With probability `p_near` the driving frame is at most `near` frames from the source: head
+    pose drifts slowly while the mouth moves per syllable, so near pairs make the mouth (and
+    blinks) the main difference the reconstruction loss sees.
+    """
+
+    def __init__(self, clips: Sequence[Any], pairs_per_clip: int = 64, p_near: float = 0.5, near: int = 4):
         self.frames = [torch.from_numpy(np.ascontiguousarray(c.frames)) for c in clips]  # uint8 [Tc, S, S, 3]
-        self.per = pairs_per_clip
+        self.per, self.p_near, self.near = pairs_per_clip, p_near, near
 
     def __len__(self) -> int:
         return len(self.frames) * self.per
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         fr = self.frames[i % len(self.frames)]
-        a, b = torch.randint(0, fr.shape[0], (2,)).tolist()
+        n = fr.shape[0]
+        a, b = torch.randint(0, n, (2,)).tolist()
+        if torch.rand(()) < self.p_near:
+            b = min(max(a + int(torch.randint(-self.near, self.near + 1, ())), 0), n - 1)
         img = lambda k: fr[k].permute(2, 0, 1).float() / 255.0  # noqa: E731
         return {"source": img(a), "driving": img(b)}
 

@@ -1,12 +1,14 @@
 """Driver for PipelineSpec kind "motion_diffusion" (IF-MDM and any family with the same
-four programs): portrait + speech -> motion windows by DDIM -> frames.
+same programs): portrait + speech -> motion windows by DDIM -> frames.
 
 Pure numpy host code around `call(program, [inputs]) -> [outputs]`; it never imports torch
 or a model, so the PyTorch reference and every exported backend run exactly this loop:
 
  1. appearance_encoder(image)                 -> a^0..a^K, m'            (once)
  2. per window w of T frames (stride T - O, the last one zero-padded):
-      audio_encoder(wave window)              -> speech features [1, T, F]
+      audio_frontend(wave window)             -> log-mel [1, 4T, M]   (when the spec has it;
+      audio_encoder(log-mel)                  -> speech features [1, T, F]   else audio_encoder
+                                                                             takes the wave)
       m^mu: "stable" = m', "evolving" = last frame of window w-1, "mix" = blend (§3.4)
       m^sigma: the user's motion-degree scalar
       x_T = noise.normal("window{w}/x_T"); DDIM (edgeth.sampling) with classifier-free
@@ -106,12 +108,16 @@ def motion_diffusion(spec: Any, call: ProgramCall, *, image: np.ndarray, audio: 
         calls[name] += 1
         return out
 
+    has_frontend = "audio_frontend" in spec.programs
     bar = _bar(progress, len(starts) * steps + math.ceil(n_frames / n_batch))
     app = timed("appearance_encoder", [prepare_image(image, spec.image_size)])
     feats, hint = app[:-1], app[-1].reshape(1, D).astype(np.float32)
     motion = np.zeros((total, D), dtype=np.float32)
     for w, s in enumerate(starts):
-        speech = timed("audio_encoder", [wave[s * spf:(s + T) * spf][None]])[0]
+        chunk = wave[s * spf:(s + T) * spf][None]
+        if has_frontend:  # log-mel as its own (FP32) program; older bundles fold it into audio_encoder
+            chunk = timed("audio_frontend", [chunk])[0]
+        speech = timed("audio_encoder", [chunk])[0]
         last = motion[s + O - 1][None] if w else hint  # last frame of the previous window
         mu = {"stable": hint, "evolving": last, "mix": mix * hint + (1 - mix) * last}[mode].astype(np.float32)
         inputs = [np.repeat(speech, 2, 0), np.repeat(hint, 2, 0), np.repeat(mu, 2, 0),

@@ -101,6 +101,7 @@ def preflight(program) -> list[PreflightIssue]:
     out = issues(program, RULES)
     if any(i.severity == "error" for i in out):
         return out
+    out += _wrong_kernels(program)
     try:
         _, report = memo(program, LOWERED, lambda: _lowered(program))
     except Exception as e:
@@ -113,6 +114,19 @@ def preflight(program) -> list[PreflightIssue]:
                                   FALLBACK_ADVICE.get(op, "portable kernels are single-threaded reference C++; "
                                                           "prefer an equivalent op XNNPACK delegates")))
     return out
+
+
+def _wrong_kernels(program) -> list[PreflightIssue]:
+    """Ops XNNPACK delegates but computes differently from PyTorch (measured on executorch 1.5.1)."""
+    ep = export_program(program)
+    paths = [module_path(n) for n in ep.graph.nodes if n.op == "call_function" and "gelu" in op_name(n.target)
+             and (n.kwargs.get("approximate") == "tanh" or n.args[1:2] == ("tanh",))]
+    if not paths:
+        return []
+    shown = ", ".join(sorted(set(paths))[:3])
+    return [PreflightIssue("error", shown, f"gelu(approximate='tanh') x{len(paths)}: XNNPACK runs it as exact GELU "
+                                           "(up to 4.7e-4 off; pytorch/executorch#22851, after 1.5.1)",
+                           "use exact GELU (F.gelu(x)) or write the tanh formula out with torch.tanh")]
 
 
 def export(target, program, plan, out_dir: Path) -> Artifact:
