@@ -18,6 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeth.errors import InputError, TargetUnavailable
+from edgeth.targets.common import check_inputs as _check_inputs
+from edgeth.targets.common import describe_shape, shape_matches as shape_ok  # noqa: F401 (re-exported)
 
 # backend name -> bundle target whose artifacts it runs (None: the PyTorch reference)
 BACKENDS: dict[str, str | None] = {
@@ -86,43 +88,9 @@ def require_backend(bundle, backend: str) -> str | None:
 
 
 def check_inputs(program: str, specs: list, arrays: list) -> list[np.ndarray]:
-    """Inputs as contiguous arrays of the spec's dtype; a wrong count or shape is an InputError."""
-    if len(arrays) != len(specs):
-        raise InputError(f"program {program!r} takes {len(specs)} inputs ({', '.join(s.name for s in specs)}), got {len(arrays)}",
-                         "pass the inputs in the manifest's order")
-    out = []
-    for spec, a in zip(specs, arrays):
-        a = np.asarray(a)
-        if not shape_ok(spec, a.shape):
-            raise InputError(f"program {program!r} input {spec.name!r} has shape {tuple(a.shape)}, "
-                             f"the bundle expects {describe_shape(spec)}", "resize or reshape the input to match the manifest")
-        want = np.dtype(spec.dtype)
-        if a.dtype != want:
-            if a.dtype.kind != want.kind and not (a.dtype.kind in "iu" and want.kind in "iu"):
-                raise InputError(f"program {program!r} input {spec.name!r} has dtype {a.dtype}, the bundle expects {want}",
-                                 "convert the input to the manifest's dtype")
-            a = a.astype(want)
-        out.append(np.ascontiguousarray(a))
-    return out
+    """Inputs as contiguous arrays of the spec's dtype (cast within a kind); InputError otherwise."""
+    return _check_inputs(program, specs, arrays, cast=True)
 
-
-def shape_ok(spec, shape: tuple[int, ...]) -> bool:
-    if len(shape) != len(spec.shape):
-        return False
-    for i, (want, got) in enumerate(zip(spec.shape, shape)):
-        if i in spec.dynamic:
-            _, lo, hi = spec.dynamic[i]
-            if not lo <= got <= hi:
-                return False
-        elif want != got:
-            return False
-    return True
-
-
-def describe_shape(spec) -> str:
-    dims = [f"{spec.dynamic[i][0]}∈[{spec.dynamic[i][1]},{spec.dynamic[i][2]}]" if i in spec.dynamic else str(d)
-            for i, d in enumerate(spec.shape)]
-    return "(" + ", ".join(dims) + ")"
 
 
 class BackendCall:

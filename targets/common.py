@@ -154,11 +154,13 @@ def shape_matches(spec: TensorSpec, shape: Sequence[int]) -> bool:
     return True
 
 
-def check_inputs(program: str, specs: Sequence[TensorSpec], arrays: Sequence[Any]) -> list:
+def check_inputs(program: str, specs: Sequence[TensorSpec], arrays: Sequence[Any], cast: bool = False) -> list:
     """Inputs as C-contiguous numpy arrays; wrong count, shape or dtype is an InputError.
 
     Dtypes must match the manifest exactly (a float64 image is a caller bug, not something
     to round silently); the message names the input, the expected and the given value.
+    cast=True (host pipeline code, golden replays) converts within a kind (float64 -> float32,
+    int64 -> int32) and still refuses float <-> int.
     """
     import numpy as np
 
@@ -173,7 +175,10 @@ def check_inputs(program: str, specs: Sequence[TensorSpec], arrays: Sequence[Any
         if not shape_matches(spec, a.shape):
             raise InputError(f"program {program!r} input {spec.name!r}: expected shape {describe_shape(spec)}, "
                              f"given {tuple(a.shape)}", "reshape or resize the input to the manifest's shape")
-        if a.dtype != np.dtype(spec.dtype):
+        want = np.dtype(spec.dtype)
+        if cast and a.dtype != want and (a.dtype.kind == want.kind or {a.dtype.kind, want.kind} <= set("iu")):
+            a = a.astype(want)
+        if a.dtype != want:
             raise InputError(f"program {program!r} input {spec.name!r}: expected dtype {spec.dtype}, given {a.dtype}",
                              f"convert it first, e.g. array.astype(np.{spec.dtype})")
         out.append(np.ascontiguousarray(a))

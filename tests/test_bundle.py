@@ -269,7 +269,7 @@ def test_wrong_input_shape_is_input_error(fixture_bundle):
 
     for backend in BACKENDS:
         call = program_call(load_bundle(fixture_bundle["bundle"]), backend)
-        with pytest.raises(InputError, match=r"input 'x_t' has shape \(1, 9, 12\)"):
+        with pytest.raises(InputError, match=r"input 'x_t': expected shape .*given \(1, 9, 12\)"):
             call("denoiser", [np.zeros((1, 9, 12), np.float32), np.zeros((1, 1), np.float32),
                               np.zeros((1, 8, 16), np.float32)])
 
