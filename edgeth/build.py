@@ -216,7 +216,8 @@ def _export(run: Path, ckpt_hash: str, out: Path, prec: str, targets: list[str],
     except EdgethError as e:  # parity (CheckFailed) or a construct/precision a target cannot take
         if len(targets) == 1:
             return {}, {f"{targets[0]} {prec}": _why(e)}
-    # one target spoiled the joint bundle: export each alone, keep the ones that pass    got, fails = {}, {}
+    # one target spoiled the joint bundle: export each alone, keep the ones that pass
+    got, fails = {}, {}
     for t in targets:  # find which target failed; keep the others
         try:
             got[f"{prec}-{t}"] = _export_one(run, ckpt_hash, out / "bundles" / f"{prec}-{t}", prec, [t], cfg, reused)

@@ -103,3 +103,25 @@ def test_bad_input_is_one_line_error(args, words, tmp_path):
     assert r.stderr.startswith("error:") and "Traceback" not in r.stderr
     for w in words:
         assert w in r.stderr
+
+
+def test_a_failing_target_fails_alone(monkeypatch, tmp_path):
+    """A joint export that misses parity is retried per target: the passing targets keep their
+    bundles (BUNDLES/<prec>-<target>), the failing one is reported with the reason."""
+    from edgeth import build
+    from edgeth.errors import CheckFailed
+
+    calls = []
+
+    def fake_export_one(run, ckpt_hash, path, prec, targets, cfg, reused):
+        calls.append(list(targets))
+        if "onnx" in targets:
+            raise CheckFailed("exported programs miss FP32 parity: onnx/program/x/y: max_abs 1e-3")
+        return path
+
+    monkeypatch.setattr(build, "_export_one", fake_export_one)
+    got, fails = build._export(tmp_path / "run", "h", tmp_path, "int8", ["executorch", "onnx"],
+                               build.BuildConfig(), [])
+    assert calls == [["executorch", "onnx"], ["executorch"], ["onnx"]]
+    assert got == {"int8-executorch": tmp_path / "bundles" / "int8-executorch"}
+    assert list(fails) == ["onnx int8"] and fails["onnx int8"].startswith("export parity failed: ")
