@@ -102,7 +102,7 @@ def _families() -> list[str]:
     return [n for n in model_names() if n != bs.FAMILY]
 
 
-def _family_bundle(family: str, targets: list[str], request, tmp_path_factory):
+def _family_bundle(family: str, targets: list[str], request, tmp_path_factory, precision: str = "fp32"):
     """Export the family's shared trained tiny run (fixture `<family>_tiny_run`) for `targets`."""
     fixture = f"{family}_tiny_run"
     try:
@@ -111,9 +111,10 @@ def _family_bundle(family: str, targets: list[str], request, tmp_path_factory):
         pytest.skip(f"no trained-run fixture {fixture!r} in tests/conftest.py yet")
     from edgeth.bundle.export import export_bundle
 
-    out = tmp_path_factory.mktemp(f"{family}_{'_'.join(targets) or 'reference'}") / "bundle"
+    out = tmp_path_factory.mktemp(f"{family}_{precision}_{'_'.join(targets) or 'reference'}") / "bundle"
     # a short golden run (few sampler steps, one window) keeps it cheap; the sampler is the same code
-    return export_bundle(run_dir, out, targets=targets, seconds=0.8, options={"steps": 4}, progress=False)
+    return export_bundle(run_dir, out, targets=targets, precision=precision, seconds=0.8, options={"steps": 4},
+                         progress=False)
 
 
 @pytest.mark.parametrize("family", _families())
@@ -144,3 +145,26 @@ def test_family_round_trip_every_target(family, target, request, tmp_path_factor
     assert rep.passed, "\n".join(rep.lines())
     frames = next(c for c in rep.checks if c.name == "pipeline/frames")
     assert frames.metrics["psnr_db"] >= 60.0
+
+
+@pytest.mark.parametrize("family", _families())
+def test_family_int8_exports_for_every_target(family, request, tmp_path_factory):
+    """Static INT8 of the trained family for every target that exports here (Core ML and TensorRT
+    too: converted, run where their runtimes exist), calibrated from the real pipeline; on the
+    runnable backends every program keeps the INT8 bounds and the pipeline replays. Regression:
+    INT8 of the diffusion timestep (ONNX QDQ) made the denoiser's cosine 0.71, and Core ML's
+    converter rejected a quantize node on the timestep frequencies' int32 arange."""
+    from edgeth.runtime_py.verify import verify_bundle
+    from edgeth.targets import get_target, target_names
+
+    exportable = [t for t in target_names() if get_target(t).available().ok]
+    res = _family_bundle(family, exportable, request, tmp_path_factory, precision="int8")
+    assert sorted(res.manifest["targets"]) == sorted(exportable)
+    b = load_bundle(res.path)
+    for target in TARGETS:
+        assert res.manifest["targets"][target]["precision"] == "int8"
+        cos = [c.metrics["cosine"] for c in res.checks if c.name.startswith(f"{target}/") and "cosine" in c.metrics
+               and "image" not in c.name]
+        assert cos and min(cos) >= 0.99, (target, cos)
+        rep = verify_bundle(b, BACKEND_OF.get(target, target))
+        assert rep.passed, "\n".join(rep.lines())

@@ -107,15 +107,33 @@ def upsample2x(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
+def _timestep_freqs(dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    half = dim // 2
+    return torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+
+
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of (float) timesteps t [B] -> [B, dim]."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None, :]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
-    return emb
+    return TimestepEmbedding(dim, max_period).to(t.device)(t)
+
+
+class TimestepEmbedding(nn.Module):
+    """`timestep_embedding` as a module for deployable programs: the frequencies are a constant
+    buffer (no arange in the graph) and the module has a path that programs list in
+    `float_only`. It must stay float: INT8 of t in [0, 1000) steps by ~8 timesteps, and the
+    high-frequency sin/cos of that are noise (ONNX QDQ: denoiser cosine 0.71)."""
+
+    def __init__(self, dim: int, max_period: float = 10000.0):
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("freqs", _timestep_freqs(dim, max_period), persistent=False)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        args = t.float()[:, None] * self.freqs[None, :]
+        emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+        if self.dim % 2:
+            emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+        return emb
 
 
 class MLP(nn.Sequential):

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from edgeth.audio import AudioConfig
 from edgeth.models.common.attention import ModulatedBlock
 from edgeth.models.common.diffusion import TorchSchedule
-from edgeth.models.common.layers import MLP, PlainLayerNorm, gelu, timestep_embedding
+from edgeth.models.common.layers import MLP, PlainLayerNorm, TimestepEmbedding, gelu
 from edgeth.models.ifmdm.config import Stage2Config
 
 
@@ -84,6 +84,7 @@ class MotionDenoiser(nn.Module):
         self.null_audio = nn.Parameter(torch.zeros(e))
         self.stats = MLP(2 * d + 1, e, e)
         self.null_stats = nn.Parameter(torch.zeros(e))
+        self.time_embed = TimestepEmbedding(e)
         self.time = MLP(e, e, e)
         self.concat = nn.ModuleList(nn.Linear(e + d, e) for _ in range(cfg.depth))  # residual channel concat
         self.blocks = nn.ModuleList(ModulatedBlock(e, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
@@ -101,7 +102,7 @@ class MotionDenoiser(nn.Module):
         a = k_audio[:, :, None] * a + (1 - k_audio[:, :, None]) * self.null_audio
         s = self.stats(torch.cat([hint, mu, sigma / self.sigma_ref], dim=-1))
         s = k_stats * s + (1 - k_stats) * self.null_stats
-        c = (self.time(timestep_embedding(t, self.cfg.width)) + s)[:, None, :] + a  # temporal modulation
+        c = (self.time(self.time_embed(t)) + s)[:, None, :] + a  # temporal modulation
         h = self.in_proj(x) + self.pos
         ax = torch.cat([a, x], dim=-1)
         for cat, blk in zip(self.concat, self.blocks):
