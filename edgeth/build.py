@@ -275,7 +275,9 @@ def _bench(path: Path, cfg: BuildConfig, earlier: list[dict[str, Any]]) -> dict[
     from edgeth.bench_bundle import bench_bundle
 
     peak = earlier[0]["machine"]["peak_gflops"] if earlier else None
-    return bench_bundle(path, frames=cfg.frames, iters=cfg.bench_iters, max_seconds=3.0, threads=cfg.threads,
+    # 1.5 s per program and backend at most (`edgeth bench` takes longer): 4 precisions x 3
+    # backends x 5 programs of the demo stay ~2 min of its 15 (measured: 3 s cap = 200 s)
+    return bench_bundle(path, frames=cfg.frames, iters=cfg.bench_iters, max_seconds=1.5, threads=cfg.threads,
                         peak_gflops=peak, progress=False)
 
 
