@@ -23,8 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 
 def build(args):
     import torch
@@ -44,33 +42,11 @@ def build(args):
     return fam.programs(run), fam.pipeline(run)
 
 
-def clips(spec, n: int, seconds: float, seed: int):
-    """Synthetic (portrait, speech) pairs: edgeth.data.synth when present, else smooth noise + voiced tones."""
-    try:
-        from edgeth.quantize.planning import calibration_clips
-
-        return calibration_clips(spec, None, n, seed, seconds)
-    except ModuleNotFoundError:
-        out, s = [], spec.image_size
-        for i in range(n):
-            rng = np.random.default_rng(seed + i)
-            yy, xx = np.mgrid[0:s, 0:s] / s
-            img = np.stack([0.5 + 0.35 * np.sin((3 + c) * xx + rng.uniform(0, 6)) * np.cos((2 + c) * yy) for c in range(3)], -1)
-            t = np.arange(int(seconds * 16000)) / 16000
-            env = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 5) * t)
-            audio = 0.3 * env * np.sin(2 * np.pi * rng.uniform(110, 220) * t) + 0.02 * rng.standard_normal(t.size)
-            out.append((img.astype(np.float32), audio.astype(np.float32)))
-        return out
-
-
 def median_time(fn, repeat: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+    """Median wall time (s) of `repeat` calls after one warm-up (edgeth.bench's timer)."""
+    from edgeth.bench import time_calls
+
+    return statistics.median(time_calls(fn, warmup=1, iters=repeat, max_seconds=float("inf"), min_iters=repeat))
 
 
 def output_parity(kind: str, ref, got) -> dict:
@@ -157,9 +133,11 @@ def main(argv=None) -> int:
     import torch
 
     from edgeth.quantize.calibrate import cached_capture
+    from edgeth.quantize.planning import calibration_clips
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
     from edgeth.runtime_py.torch_backend import torch_call
     from edgeth.targets import get_target
+    from edgeth.targets.common import path_size, runner_entry
 
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -167,7 +145,7 @@ def main(argv=None) -> int:
     names = [p.name for p in programs] if args.programs == "all" else args.programs.split(",")
     args.mixed_programs = args.mixed_programs.split(",") if args.mixed_programs else names
     chosen = [p for p in programs if p.name in names]
-    cl = clips(spec, args.calib_clips, args.seconds, args.seed)
+    cl = calibration_clips(spec, None, args.calib_clips, args.seed, args.seconds)
     opts = {"steps": args.steps}
     calib = cached_capture(Path.home() / ".cache" / "edgeth" / "calibration", programs, spec, cl, progress=not args.quiet, **opts)
     log = {"setup_s": round(time.time() - t0, 1), "calibration": calib.summary()}
@@ -196,10 +174,8 @@ def main(argv=None) -> int:
                 try:
                     for p in chosen:
                         art = tgt.export(p, plans[prec][p.name], Path(td))
-                        sizes[p.name] = sum((Path(td) / f).stat().st_size if (Path(td) / f).is_file() else 0 for f in art.files)
-                        entry = {"name": p.name, "files": art.files, "inputs": [s.to_json() for s in p.inputs],
-                                 "outputs": [s.to_json() for s in p.outputs], "precision": art.precision}
-                        runners[p.name] = tgt.runner(Path(td), entry, args.threads)
+                        sizes[p.name] = sum(path_size(Path(td) / f) for f in art.files if (Path(td) / f).exists())
+                        runners[p.name] = tgt.runner(Path(td), runner_entry(p, art), args.threads)
                 except Exception as e:  # an unsupported combination is a row, not a crash
                     rows.append({"target": target, "precision": prec, "error": str(e).splitlines()[0][:160]})
                     continue

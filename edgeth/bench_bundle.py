@@ -42,12 +42,10 @@ def _eager_sizes(bundle) -> dict[str, int]:
 
 
 def _artifact_size(bundle, program: str, target: str) -> int:
+    from edgeth.targets.common import path_size
+
     files = bundle.program(program)["artifacts"][target]["files"]
-    root = bundle.artifact_dir(target)
-    first = root / files[0]
-    if first.is_dir():  # e.g. a .mlpackage
-        return sum(f.stat().st_size for f in first.rglob("*") if f.is_file())
-    return first.stat().st_size
+    return path_size(bundle.artifact_dir(target) / files[0])  # a .pte, .onnx or .mlpackage folder
 
 
 def _precision(bundle, backend: str) -> str:

@@ -162,7 +162,7 @@ def build(out: str | Path, cfg: BuildConfig = BuildConfig(), *, progress: bool =
         bar.bar.refresh()
         for key, path in bundles.items():
             with bar.step(f"verify {key}"):
-                results += _verify(path, cfg, skipped, key)
+                results += _verify(path, cfg, skipped)
             if cfg.bench:
                 with bar.step(f"bench {key}"):
                     bench_parts.append(_bench(path, cfg, bench_parts))
@@ -255,20 +255,14 @@ def _export_one(run: Path, ckpt_hash: str, path: Path, prec: str, targets: list[
     return path
 
 
-def _verify(path: Path, cfg: BuildConfig, skipped: dict[str, str], key: str) -> list:
+def _verify(path: Path, cfg: BuildConfig, skipped: dict[str, str]) -> list:
     """Run every runnable backend of the bundle; targets that run elsewhere go to `skipped`."""
-    from edgeth.bench_bundle import runnable_backends
     from edgeth.bundle.io import load_bundle
-    from edgeth.report_collect import run_backend
-    from edgeth.runtime_py.backends import backend_for_target
+    from edgeth.report_collect import run_runnable
 
-    bundle = load_bundle(path)
-    ok, why = runnable_backends(bundle)
-    for t in bundle.targets:
-        b = backend_for_target(t)
-        if b in why:
-            skipped[f"{t} {bundle.manifest['targets'][t].get('precision', key)}"] = f"exported, not run here: {why[b]}"
-    return [run_backend(bundle, b, cfg.threads) for b in ok if b != "torch"]
+    results, elsewhere = run_runnable(load_bundle(path), threads=cfg.threads)
+    skipped.update({k: f"exported, not run here: {why}" for k, why in elsewhere.items()})
+    return results
 
 
 def _bench(path: Path, cfg: BuildConfig, earlier: list[dict[str, Any]]) -> dict[str, Any]:

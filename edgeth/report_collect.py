@@ -77,6 +77,19 @@ def run_backend(bundle, backend: str, threads: int | None = None) -> BackendResu
     return res
 
 
+def run_runnable(bundle, backends: list[str] | None = None,
+                 threads: int | None = None) -> tuple[list[BackendResult], dict[str, str]]:
+    """`run_backend` on every exported backend of `bundle` that runs here (or those named), and
+    {"target precision": why not} for the bundle's targets whose runtime is absent here."""
+    from edgeth.bench_bundle import runnable_backends
+    from edgeth.runtime_py.backends import backend_for_target
+
+    ok, why = runnable_backends(bundle, backends)
+    skipped = {f"{t} {bundle.manifest['targets'][t].get('precision', 'fp32')}": why[backend_for_target(t)]
+               for t in bundle.targets if backend_for_target(t) in why}
+    return [run_backend(bundle, b, threads) for b in ok if b != "torch"], skipped
+
+
 def _program_rows(r: BackendResult) -> list[dict[str, Any]]:
     rows = []
     by_prog: dict[str, list] = {}

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from edgeth.data.video import to_uint8  # one float->uint8 conversion for video and report
+
 # Plot sizes in inches at DPI; small on purpose: a report with 4 targets x 3 precisions
 # stays a few MB.
 DPI = 90
@@ -43,13 +45,6 @@ def png_uri(rgb: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(to_uint8(rgb)).save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    a = np.asarray(rgb)
-    if a.dtype == np.uint8:
-        return a
-    return (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def error_histogram(errors: np.ndarray, title: str, tolerance: float | None = None) -> str:

@@ -156,11 +156,7 @@ def _tap_sources(gm) -> tuple[dict[str, Any], list[str]]:
     An INT8 op is tapped at its output quantize node. An op that reads dequantized inputs
     but whose output is not quantized itself is the inside of a fused INT8 pattern (the conv
     of conv+relu): XNNPACK never materialises it, so it is not tapped."""
-    def is_q(u) -> bool:
-        return "quantize_per_tensor" in str(u.target) and "dequantize" not in str(u.target)
-
-    def is_dq(a) -> bool:
-        return "dequantize" in str(getattr(a, "target", ""))
+    from edgeth.quantize.pt2e import is_dequantize as is_dq, is_quantize as is_q
 
     out, fused = {}, []
     for n in _candidates(gm):

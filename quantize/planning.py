@@ -199,6 +199,7 @@ def backend_quality(programs, plans, target: str, run, budget, reference: np.nda
 
     from edgeth.quantize.calibrate import torch_call
     from edgeth.targets import get_target
+    from edgeth.targets.common import runner_entry
 
     tgt = get_target(target)
     eager = torch_call(programs)
@@ -208,9 +209,7 @@ def backend_quality(programs, plans, target: str, run, budget, reference: np.nda
             if plans[p.name].precision == "fp32":
                 continue
             art = tgt.export(p, plans[p.name], Path(td))
-            entry = {"name": p.name, "files": art.files, "inputs": [s.to_json() for s in p.inputs],
-                     "outputs": [s.to_json() for s in p.outputs], "precision": art.precision}
-            runners[p.name] = tgt.runner(Path(td), entry, threads)
+            runners[p.name] = tgt.runner(Path(td), runner_entry(p, art), threads)
         t = time.perf_counter()
         got = run(lambda name, xs: list(runners[name](*xs)) if name in runners else eager(name, xs))
         if timing is not None:

@@ -93,6 +93,16 @@ def export_graph(module: "torch.nn.Module", example_inputs: Sequence["torch.Tens
                             "make the program export-clean (edgeth export runs preflight first)") from e
 
 
+def is_dequantize(node: Any) -> bool:
+    """A dequantize_per_* node of a converted PT2E graph."""
+    return getattr(node, "op", "") == "call_function" and "dequantize" in str(node.target)
+
+
+def is_quantize(node: Any) -> bool:
+    """A quantize_per_* node (not a dequantize) of a converted PT2E graph."""
+    return getattr(node, "op", "") == "call_function" and "quantize_per" in str(node.target) and not is_dequantize(node)
+
+
 def list_units(gm: "GraphModule") -> list[Unit]:
     """The quantizable ops of an exported graph, in graph order, with stable names."""
     kinds = op_kinds()
@@ -256,13 +266,7 @@ def float_inputs_for_float_layers(gm: "GraphModule") -> list[str]:
     is also the better numerics for a layer kept float. Returns the rewired node names.
     """
     kinds = op_kinds()
-
-    def is_dq(a) -> bool:
-        return getattr(a, "op", "") == "call_function" and "dequantize" in str(a.target)
-
-    def is_q(a) -> bool:
-        return getattr(a, "op", "") == "call_function" and "quantize_per" in str(a.target) and not is_dq(a)
-
+    is_dq, is_q = is_dequantize, is_quantize
     changed = []
     for n in gm.graph.nodes:
         if n.op != "call_function" or kinds.get(n.target) not in ("conv", "conv_transpose", "linear"):
@@ -337,10 +341,7 @@ def quantized_units(converted: "GraphModule") -> list[str]:
     """Node names of unit ops that run INT8: a dequantized weight (conv/linear), or for
     elementwise ops dequantized tensor inputs and a quantized output."""
     kinds = op_kinds()
-
-    def is_dq(a) -> bool:
-        return getattr(a, "op", "") == "call_function" and "dequantize" in str(a.target)
-
+    is_dq = is_dequantize
     out = []
     for n in converted.graph.nodes:
         if n.op != "call_function" or n.target not in kinds:
@@ -350,6 +351,6 @@ def quantized_units(converted: "GraphModule") -> list[str]:
                 out.append(n.name)
             continue
         tensors = [a for a in n.args if hasattr(a, "op")] + [a for x in n.args if isinstance(x, (list, tuple)) for a in x if hasattr(a, "op")]
-        if tensors and all(is_dq(a) for a in tensors) and any("quantize_per" in str(u.target) and "dequantize" not in str(u.target) for u in n.users):
+        if tensors and all(is_dq(a) for a in tensors) and any(is_quantize(u) for u in n.users):
             out.append(n.name)
     return out

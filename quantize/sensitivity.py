@@ -75,7 +75,7 @@ class ProgramSim:
         prepare/convert per trial; the search itself evaluates real variants."""
         if self._unfolded is None:
             self._unfolded = self.cal.convert(list(self.always_float), fold=False)
-        from edgeth.quantize.pt2e import op_kinds
+        from edgeth.quantize.pt2e import is_quantize, op_kinds
 
         gm = self._unfolded
         node = next((n for n in gm.graph.nodes if n.name == unit.node), None)
@@ -85,7 +85,7 @@ class ProgramSim:
             node.args = tuple(_float_source(a) for a in node.args)
             # its output stays INT8 only where a quantized layer reads it (as in a real variant)
             kinds = op_kinds()
-            for q in [u for u in node.users if "quantize" in str(u.target) and "dequantize" not in str(u.target)]:
+            for q in [u for u in node.users if is_quantize(u)]:
                 for dq in list(q.users):
                     for c in list(dq.users):
                         if c.op == "call_function" and c.target not in kinds:
@@ -205,13 +205,10 @@ def rank_layers(sims: Mapping[str, ProgramSim], evaluate: Callable[[Config], flo
 
 def _float_source(a: Any) -> Any:
     """The float value behind a dequantize(quantize(x)) argument, else the argument itself."""
-    def is_dq(x) -> bool:
-        return getattr(x, "op", "") == "call_function" and "dequantize" in str(x.target)
+    from edgeth.quantize.pt2e import is_dequantize, is_quantize
 
-    if is_dq(a):
-        q = a.args[0]
-        if getattr(q, "op", "") == "call_function" and "quantize" in str(q.target) and not is_dq(q):
-            return q.args[0]
+    if is_dequantize(a) and is_quantize(a.args[0]):
+        return a.args[0].args[0]
     if isinstance(a, (list, tuple)):
         return type(a)(_float_source(x) for x in a)
     return a

@@ -231,6 +231,12 @@ def convert_failure(target: str, program: str, exc: BaseException, stage: str) -
                          "run `edgeth export --preflight` for module paths, or EDGETH_DEBUG=1 for the traceback")
 
 
+def runner_entry(program: Any, artifact: Any) -> dict[str, Any]:
+    """The manifest-style entry a target's `runner` takes, for an artifact just exported from `program`."""
+    return {"name": program.name, "files": list(artifact.files), "inputs": [s.to_json() for s in program.inputs],
+            "outputs": [s.to_json() for s in program.outputs], "precision": artifact.precision}
+
+
 def path_size(path: Path) -> int:
     """Bytes of a file, or of every file under a directory (.mlpackage)."""
     path = Path(path)

@@ -26,8 +26,9 @@ def _plan(p, precision):
 
 
 def _entry(p, art):
-    return {"name": p.name, "files": art.files, "inputs": [s.to_json() for s in p.inputs],
-            "outputs": [s.to_json() for s in p.outputs], "precision": art.precision}
+    from edgeth.targets.common import runner_entry
+
+    return runner_entry(p, art)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ pytestmark = pytest.mark.skipif(not get_target("executorch").available().ok, rea
 
 
 def _entry(p, art):
-    return {"name": p.name, "files": art.files, "inputs": [s.to_json() for s in p.inputs],
-            "outputs": [s.to_json() for s in p.outputs], "precision": art.precision}
+    from edgeth.targets.common import runner_entry
+
+    return runner_entry(p, art)
 
 
 def _eager(p, xs):

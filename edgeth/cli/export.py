@@ -86,9 +86,9 @@ def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, im
 
 
 def _size(p: Path) -> int:
-    if p.is_dir():
-        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
-    return p.stat().st_size if p.exists() else 0
+    from edgeth.targets.common import path_size
+
+    return path_size(p) if p.exists() else 0
 
 
 def _read_inputs(ckpt: Path, model, image: Path, audio: Path):

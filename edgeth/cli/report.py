@@ -21,20 +21,12 @@ def cli(bundle, output, backends, bench_json, threads):
     Example:
       edgeth report demo_out/bundles/int8 -o int8.html
     """
-    from edgeth.bench_bundle import runnable_backends
     from edgeth.bundle.io import load_bundle
     from edgeth.report import render_report
-    from edgeth.report_collect import report_data, run_backend
-    from edgeth.runtime_py.backends import backend_for_target
+    from edgeth.report_collect import report_data, run_runnable
 
     b = load_bundle(bundle)
-    ok, why = runnable_backends(b, list(backends) or None)
-    results = [run_backend(b, name, threads) for name in ok if name != "torch"]
-    skipped = {}
-    for t in b.targets:
-        name = backend_for_target(t)
-        if name in why:
-            skipped[f"{t} {b.manifest['targets'][t].get('precision', 'fp32')}"] = why[name]
+    results, skipped = run_runnable(b, list(backends) or None, threads)
     bench = json.loads(bench_json.read_text()) if bench_json else None
     path = render_report(report_data(results, bench=bench, skipped=skipped, title=f"edgeth report: {bundle}"), output)
     click.echo(f"wrote {path}")

@@ -18,12 +18,19 @@ from edgeth.io_utils import atomic_path
 SAMPLE_RATE = 16000
 
 
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """Float images in [0, 1] (clipped) -> uint8, rounded; uint8 passes through."""
+    a = np.asarray(rgb)
+    if a.dtype == np.uint8:
+        return a
+    return (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def _to_uint8(frames: np.ndarray) -> np.ndarray:
     f = np.asarray(frames)
-    if f.dtype != np.uint8:
-        if not np.isfinite(f).all():
-            raise InputError("frames contain NaN or inf", "check the model output before writing video")
-        f = (np.clip(f, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if f.dtype != np.uint8 and not np.isfinite(f).all():
+        raise InputError("frames contain NaN or inf", "check the model output before writing video")
+    f = to_uint8(f)
     if f.ndim != 4 or f.shape[-1] != 3:
         raise InputError(f"frames must be [T, H, W, 3], got {tuple(f.shape)}", "pass RGB frames, channels last")
     return f

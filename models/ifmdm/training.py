@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from edgeth.audio import fit_length
 from edgeth.errors import InputError
 from edgeth.models.ifmdm.config import IFMDMConfig, preset as get_preset
 from edgeth.models.ifmdm.run import IFMDM, read_run_json, write_run_json
@@ -57,7 +58,7 @@ class MotionWindows(Dataset):
         if not keep:
             raise InputError(f"no clip has {window} frames (one diffusion window)", "use longer clips (--seconds)")
         self.motions = [torch.from_numpy(motions[i]) for i in keep]
-        self.audios = [torch.from_numpy(_fit(audios[i], motions[i].shape[0] * spf)) for i in keep]
+        self.audios = [torch.from_numpy(fit_length(audios[i], motions[i].shape[0] * spf)) for i in keep]
         self.window, self.spf, self.per = window, spf, windows_per_clip
 
     def __len__(self) -> int:
@@ -68,11 +69,6 @@ class MotionWindows(Dataset):
         s = int(torch.randint(0, m.shape[0] - self.window + 1, ()).item())
         h = int(torch.randint(0, m.shape[0], ()).item())
         return {"motion": m[s:s + self.window], "audio": a[s * self.spf:(s + self.window) * self.spf], "hint": m[h]}
-
-
-def _fit(a: np.ndarray, n: int) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float32).reshape(-1)
-    return a[:n].copy() if a.size >= n else np.pad(a, (0, n - a.size))
 
 
 @torch.no_grad()
@@ -97,7 +93,7 @@ def motion_stats(motions: list[np.ndarray], audios: list[np.ndarray], window: in
             res.append(r)
             sig.append(float(np.sqrt((r**2).mean())))
     res_all = np.concatenate(res)
-    mels = [frontend(torch.from_numpy(_fit(a, m.shape[0] * spf))[None])[0].numpy() for a, m in zip(audios, motions)]
+    mels = [frontend(torch.from_numpy(fit_length(a, m.shape[0] * spf))[None])[0].numpy() for a, m in zip(audios, motions)]
     mel = np.concatenate(mels)
     allm = np.concatenate(motions)
     q = np.quantile(np.asarray(sig), [0.1, 0.5, 0.9])

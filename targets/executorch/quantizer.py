@@ -61,9 +61,7 @@ def _int8(program: Any, ep: Any, plan: Any, precision: str) -> tuple[Any, dict[s
 
 
 def _fp16(program: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
-    from edgeth.quantize.fp16_audit import fp16_module
-
-    from edgeth.quantize.fp16_audit import explicit_promotion
+    from edgeth.quantize.fp16_audit import explicit_promotion, fp16_module
 
     samples, source = calibration(program, plan)
     module, audit = fp16_module(program, samples)
