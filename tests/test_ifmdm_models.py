@@ -2,6 +2,7 @@
 exportability (torch.export + ONNX dynamo), and the pure-numpy motion_diffusion driver."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -65,6 +66,42 @@ def test_config_roundtrip_and_presets():
         assert cfg.stage1.motion_dim == 20
     with pytest.raises(Exception):
         preset("huge")
+
+
+def test_mouth_code_reads_only_the_mouth_crop():
+    """The last mouth_code_dim motion entries come from the mouth crop alone; the rest from the frame."""
+    from edgeth.models.ifmdm.stage1 import VisualEncoder
+
+    cfg = preset("tiny").stage1
+    torch.manual_seed(0)
+    enc = VisualEncoder(cfg).eval()
+    k, (t, b, l, r) = cfg.mouth_code_dim, cfg.mouth_pixels
+    assert k > 0 and 0 < t < b < cfg.image_size and 0 < l < r < cfg.image_size
+    img = torch.rand(2, 3, cfg.image_size, cfg.image_size)
+    outside, inside = img.clone(), img.clone()
+    outside[:, :, :t] = torch.rand_like(outside[:, :, :t])  # rows above the mouth box
+    inside[:, :, t:b, l:r] = torch.rand_like(inside[:, :, t:b, l:r])
+    with torch.no_grad():
+        m, m_out, m_in = enc.motion(img), enc.motion(outside), enc.motion(inside)
+    torch.testing.assert_close(m_out[:, -k:], m[:, -k:], atol=0, rtol=0)  # mouth code blind outside the box
+    assert (m_out[:, :-k] - m[:, :-k]).abs().max() > 1e-4  # the global head sees the whole frame
+    assert (m_in[:, -k:] - m[:, -k:]).abs().max() > 1e-4
+    assert m.shape == (2, cfg.motion_dim) and m.abs().max() <= 1
+
+
+def test_runs_from_before_the_mouth_code_still_load():
+    """A run config without mouth_code_dim builds the one-head encoder its weights were trained for."""
+    from edgeth.models.ifmdm.stage1 import VisualEncoder
+
+    d = preset("tiny").to_json()
+    del d["stage1"]["mouth_code_dim"]
+    cfg = IFMDMConfig.from_json(d).stage1
+    assert cfg.mouth_code_dim == 0
+    enc = VisualEncoder(cfg)
+    assert enc.mouth is None and enc.to_coeff[-1].out_features == cfg.motion_dim
+    assert VisualEncoder(preset("tiny").stage1).to_coeff[-1].out_features == cfg.motion_dim - preset("tiny").stage1.mouth_code_dim
+    with pytest.raises(ValueError, match="mouth_box"):
+        dataclasses.replace(preset("tiny").stage1, mouth_box=(0.7, 0.4, 0.2, 0.8))
 
 
 def test_program_shapes_and_ranges(tiny_programs):

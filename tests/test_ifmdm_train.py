@@ -57,6 +57,7 @@ def test_stage1_loss_falls_and_psnr_rises(ifmdm_tiny_run, ref, val_clips):
     first, last = rows[:2], rows[-2:]
     assert np.mean([r["loss"] for r in last]) < 0.9 * np.mean([r["loss"] for r in first])
     assert np.mean([r["psnr"] for r in last]) > np.mean([r["psnr"] for r in first]) + 0.5
+    assert np.mean([r["mouth"] for r in last]) < 0.7 * np.mean([r["mouth"] for r in first])  # the mouth box too
     run = ref[0]
     trained = reconstruction_eval(run.model, val_clips)  # held-out identities
     untrained = reconstruction_eval(fresh_run(run.cfg).model, val_clips)

@@ -30,6 +30,12 @@ class Stage1Config:
     enc_channels: tuple[int, ...] = (16, 32, 64, 128)
     app_levels: int = 3  # appearance features kept: S/2 .. S/2^app_levels (plus the image itself)
     latent_dim: int = 128  # L: encoder latent and direction-bank width
+    # Mouth code: the last `mouth_code_dim` entries of the motion code are read from a fixed crop
+    # of the aligned portrait (`mouth_box`: top, bottom, left, right as fractions of the frame;
+    # where the mouth lies in a talking-head crop, for every pose). 0 = one global head only.
+    mouth_code_dim: int = 6
+    mouth_box: tuple[float, float, float, float] = (0.40625, 0.73958, 0.25, 0.75)
+    mouth_channels: tuple[int, ...] = (32, 64)  # crop encoder: stride-1 stem, then stride-2 stages
     # decoder widths from the coarsest appearance level up to full resolution (app_levels + 1)
     dec_channels: tuple[int, ...] = (64, 48, 32, 16)
     refine_blocks: tuple[int, ...] = (0, 1, 0, 0)  # residual blocks per decoder level (teeth/occlusion)
@@ -41,6 +47,7 @@ class Stage1Config:
     ssim_weight: float = 0.5
     code_weight: float = 0.001  # penalty on pre-tanh motion coefficients (keeps tanh out of saturation)
     change_weight: float = 2.0  # L1 weighted by source/driving difference (focus on what moved)
+    mouth_weight: float = 4.0  # extra L1 on the mouth box (the mouth is ~4% of the frame but carries lip sync)
     vgg_weight: float = 0.0  # > 0 with vgg_weights: add the VGG-19 feature loss
     vgg_weights: str = ""  # a local VGG-19 state dict (nothing is downloaded)
 
@@ -52,6 +59,16 @@ class Stage1Config:
             raise ValueError("app_levels must be in 1..len(enc_channels)")
         if len(self.dec_channels) != self.app_levels + 1 or len(self.refine_blocks) != self.app_levels + 1:
             raise ValueError("dec_channels and refine_blocks need app_levels + 1 entries")
+        if not 0 <= self.mouth_code_dim < self.motion_dim:
+            raise ValueError("mouth_code_dim must be in [0, motion_dim)")
+        t, b, l, r = self.mouth_box
+        if not (0 <= t < b <= 1 and 0 <= l < r <= 1):
+            raise ValueError(f"mouth_box {self.mouth_box} is not (top, bottom, left, right) fractions in [0, 1]")
+
+    @property
+    def mouth_pixels(self) -> tuple[int, int, int, int]:
+        """The mouth crop in pixels (top, bottom, left, right) at image_size."""
+        return tuple(round(f * self.image_size) for f in self.mouth_box)  # type: ignore[return-value]
 
     @property
     def bottom_size(self) -> int:
@@ -130,8 +147,11 @@ class IFMDMConfig:
                 v = dd[f.name]
                 if f.name == "schedule":
                     v = DiffusionSchedule.from_json(v)
-                elif f.name in ("stage1", "stage2"):
-                    v = build(Stage1Config if f.name == "stage1" else Stage2Config, v)
+                elif f.name == "stage1":
+                    # runs from before the mouth code had one global motion head
+                    v = build(Stage1Config, {"mouth_code_dim": 0, **v})
+                elif f.name == "stage2":
+                    v = build(Stage2Config, v)
                 elif isinstance(v, list):
                     v = tuple(v)
                 kw[f.name] = v
