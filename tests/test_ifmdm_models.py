@@ -208,6 +208,16 @@ def test_driver(fam, tiny, tiny_programs):
     assert set(noise.drawn) == {f"window{w}/x_T" for w in range(r.extras["windows"])}
     other = drive(spec, call, image=image, audio=audio, noise=RecordedNoise(noise.drawn), steps=4, guidance=4.0)
     assert np.abs(other.extras["motion"] - m).max() > 1e-4
+    # window chaining: the first window is the same with or without cross-fading; later windows
+    # differ from the blended overlap frames on; a spec from before "blend" (imposed overlap) runs
+    b, o = spec.window["blend"], spec.window["overlap"]
+    assert 0 < b <= o
+    old = PipelineSpec.from_json(spec.to_json())
+    del old.window["blend"]
+    hard = drive(old, call, image=image, audio=audio, noise=RecordedNoise(noise.drawn), steps=4).extras["motion"]
+    s1 = r.extras["window_starts"][1]
+    np.testing.assert_array_equal(hard[:s1 + o - b], m[:s1 + o - b])
+    assert np.abs(hard[s1 + o - b:] - m[s1 + o - b:]).max() > 1e-4
     with pytest.raises(Exception, match="mode"):
         drive(spec, call, image=image, audio=audio, noise=SeededNoise(0), motion_mean_mode="wild")
     with pytest.raises(Exception, match="audio"):

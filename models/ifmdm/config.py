@@ -86,6 +86,7 @@ class Stage2Config:
     motion_dim: int = 20
     window: int = 20  # T frames per diffusion window (static for export)
     overlap: int = 4  # frames shared with the previous window (chaining by inpainting)
+    blend: int = 2  # of those, the last ones cross-faded from the previous window instead of imposed
     # audio encoder (stands in for wav2vec): log-mel -> per-frame features
     audio_channels: int = 96
     audio_dim: int = 64  # F
@@ -110,6 +111,8 @@ class Stage2Config:
     def __post_init__(self):
         if not 0 <= self.overlap < self.window:
             raise ValueError("overlap must be in [0, window)")
+        if not 0 <= self.blend <= self.overlap:
+            raise ValueError("blend must be in [0, overlap]")
         if self.width % self.heads:
             raise ValueError("width must be divisible by heads")
         if self.motion_mean_mode not in MEAN_MODES:
@@ -170,7 +173,7 @@ def _tiny() -> IFMDMConfig:
 def _mobile() -> IFMDMConfig:
     s1 = Stage1Config(image_size=256, enc_channels=(16, 32, 64, 128, 256, 256), app_levels=4, latent_dim=256,
                       dec_channels=(128, 96, 64, 32, 16), refine_blocks=(0, 1, 0, 0, 0), style_dim=256)
-    s2 = Stage2Config(window=50, overlap=10, audio_channels=192, audio_dim=128, audio_blocks=4, width=256, depth=6,
+    s2 = Stage2Config(window=50, overlap=10, blend=5, audio_channels=192, audio_dim=128, audio_blocks=4, width=256, depth=6,
                       heads=4, mlp_ratio=4.0)
     return IFMDMConfig(preset="mobile", stage1=s1, stage2=s2, render_batch=1, stage1_steps=200_000,
                        stage2_steps=200_000, stage1_batch=16, stage2_batch=128, stage1_lr=2e-4, stage2_lr=2e-4)
@@ -179,7 +182,7 @@ def _mobile() -> IFMDMConfig:
 def _paper() -> IFMDMConfig:
     s1 = Stage1Config(image_size=512, enc_channels=(32, 64, 128, 256, 512, 512, 512), app_levels=5, latent_dim=512,
                       dec_channels=(512, 256, 128, 64, 32, 16), refine_blocks=(1, 1, 1, 1, 0, 0), style_dim=512)
-    s2 = Stage2Config(window=100, overlap=10, audio_channels=512, audio_dim=768, audio_blocks=6, width=512, depth=8,
+    s2 = Stage2Config(window=100, overlap=10, blend=5, audio_channels=512, audio_dim=768, audio_blocks=6, width=512, depth=8,
                       heads=8, mlp_ratio=4.0, steps=100)
     return IFMDMConfig(preset="paper", stage1=s1, stage2=s2, render_batch=1, stage1_steps=800_000,
                        stage2_steps=400_000, stage1_batch=32, stage2_batch=256, stage1_lr=2e-4, stage2_lr=1e-4)

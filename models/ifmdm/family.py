@@ -61,12 +61,13 @@ class IFMDMFamily(ModelFamily):
                    "guidance_rule": "uncond + guidance * (cond - uncond) on the denoiser output",
                    "noise_names": ["window{w}/x_T", "window{w}/step{i} (eta > 0 only)"],
                    "timestep_input": "float32 timestep index, one per batch row"}
-        window = {"length": s2.window, "overlap": s2.overlap, "motion_dim": d,
+        window = {"length": s2.window, "overlap": s2.overlap, "blend": s2.blend, "motion_dim": d,
                   "motion_mean": s2.motion_mean_mode, "mean_mix": s2.mean_mix,
                   "motion_mean_modes": ["stable", "evolving", "mix"],
                   "motion_std": float(st.get("sigma_default", 0.1)),
                   "motion_std_quantiles": st.get("sigma_quantiles", []),
-                  "chaining": "overlap frames imposed by inpainting; evolving mean = last frame of previous window",
+                  "chaining": "first overlap - blend frames imposed by inpainting, last blend frames cross-faded "
+                              "(weight (j+1)/(blend+1) on the new window); evolving mean = last frame of previous window",
                   "pad": "last window's audio zero-padded; frames beyond the audio dropped"}
         audio = {**run.audio.to_json(), "samples_per_frame": run.audio.sample_rate // cfg.fps,
                  "mels_per_frame": run.audio.mels_per_frame(cfg.fps), "input": "raw waveform into audio_frontend (log-mel), then audio_encoder"}

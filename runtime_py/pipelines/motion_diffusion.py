@@ -13,8 +13,9 @@ or a model, so the PyTorch reference and every exported backend run exactly this
       m^sigma: the user's motion-degree scalar
       x_T = noise.normal("window{w}/x_T"); DDIM (edgeth.sampling) with classifier-free
       guidance: motion_denoiser on the batch [cond, uncond] (keep = [1,1] / [0,0]),
-      out = uncond + g (cond - uncond); the O frames shared with window w-1 are imposed by
-      inpainting, which chains windows without jumps; eta > 0 draws "window{w}/step{i}".
+      out = uncond + g (cond - uncond); of the O frames shared with window w-1 the first
+      O - B are imposed by inpainting and the last B ("blend") cross-faded from window w-1's
+      values to window w's, so windows chain without jumps; eta > 0 draws "window{w}/step{i}".
       motion = m^mu + x0 * residual_scale, clipped to [-1, 1]
  3. renderer on fixed batches of N motion codes (last batch padded by repetition).
 
@@ -84,6 +85,7 @@ def motion_diffusion(spec: Any, call: ProgramCall, *, image: np.ndarray, audio: 
     if not (math.isfinite(sigma) and sigma >= 0):
         raise InputError(f"motion std {sigma} invalid", "pass a non-negative number (paper range 0-1)")
     T, O, D = int(win["length"]), int(win["overlap"]), int(win["motion_dim"])
+    B = min(int(win.get("blend", 0)), O)  # overlap frames cross-faded instead of imposed (0 in older bundles)
     spf = int(spec.audio.get("samples_per_frame", spec.audio.get("sample_rate", 16000) // spec.fps))
     scale = np.asarray(norm["motion_residual_scale"], dtype=np.float32)
     lo, hi = norm.get("motion_clip", [-1.0, 1.0])
@@ -128,17 +130,21 @@ def motion_diffusion(spec: Any, call: ProgramCall, *, image: np.ndarray, audio: 
             return out[1:2] + guidance * (out[0:1] - out[1:2])
 
         known = None
-        if w and O:
+        if w and O - B:
             kv = np.zeros((1, T, D), np.float32)
-            kv[0, :O] = (motion[s:s + O] - mu) / scale
+            kv[0, :O - B] = (motion[s:s + O - B] - mu) / scale
             km = np.zeros((1, T, 1), np.float32)
-            km[0, :O] = 1.0
+            km[0, :O - B] = 1.0
             known = (kv, km)
         x_T = noise.normal(f"window{w}/x_T", (1, T, D))
         x0 = ddim_sample(model, x_T, sched, steps, eta=eta, known=known,
                          noise=lambda i, shape, w=w: noise.normal(f"window{w}/step{i}", shape),
                          progress=bar.update if bar else None)
-        motion[s + (O if w else 0):s + T] = np.clip(mu + x0[0] * scale, lo, hi)[(O if w else 0):]
+        new = np.clip(mu + x0[0] * scale, lo, hi)
+        if w and B:  # cross-fade the last B overlap frames from the previous window into this one
+            a = (np.arange(1, B + 1, dtype=np.float32) / (B + 1))[:, None]
+            motion[s + O - B:s + O] = (1 - a) * motion[s + O - B:s + O] + a * new[O - B:O]
+        motion[s + (O if w else 0):s + T] = new[(O if w else 0):]
 
     motion = motion[:n_frames]
     frames = np.zeros((n_frames, spec.image_size, spec.image_size, 3), dtype=np.float32)
