@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgeth.data.probe import MOUTH_BOX
 from edgeth.errors import InputError
 from edgeth.sampling import DiffusionSchedule
 
@@ -32,9 +33,10 @@ class Stage1Config:
     latent_dim: int = 128  # L: encoder latent and direction-bank width
     # Mouth code: the last `mouth_code_dim` entries of the motion code are read from a fixed crop
     # of the aligned portrait (`mouth_box`: top, bottom, left, right as fractions of the frame;
-    # where the mouth lies in a talking-head crop, for every pose). 0 = one global head only.
+    # where the mouth lies in a talking-head crop for every pose: the box the motion probe reads).
+    # 0 = one global head only.
     mouth_code_dim: int = 6
-    mouth_box: tuple[float, float, float, float] = (0.40625, 0.73958, 0.25, 0.75)
+    mouth_box: tuple[float, float, float, float] = MOUTH_BOX
     mouth_channels: tuple[int, ...] = (32, 64)  # crop encoder: stride-1 stem, then stride-2 stages
     # decoder widths from the coarsest appearance level up to full resolution (app_levels + 1)
     dec_channels: tuple[int, ...] = (64, 48, 32, 16)

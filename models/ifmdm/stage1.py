@@ -22,8 +22,9 @@ warping cannot (teeth, occluded parts).
 
 Training (inter-frame reconstruction): source and driving frames of the same clip; loss =
 multi-scale L1 + SSIM, an L1 weighted by where the two frames differ (mouth, eyes, outline),
-an extra L1 on the mouth box (with it the re-render lip sync went from 0.61 to 0.80), a small penalty keeping the pre-tanh coefficients out of saturation, and the VGG-19 feature
-L1 when a local weights file is given (nothing pretrained can be downloaded).
+an extra L1 on the mouth box (with it the re-render lip sync went from 0.61 to 0.80), a small
+penalty keeping the pre-tanh coefficients out of saturation, and the VGG-19 feature L1 when a
+local weights file is given (nothing pretrained can be downloaded).
 
 Shape legend: B batch, N frames rendered at once, S image size, D motion dim (20),
 L direction-bank width, a^0 = image [B, 3, S, S] in [-1, 1], a^l [B, C_l, S/2^l, S/2^l].
