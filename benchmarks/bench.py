@@ -6,7 +6,7 @@
 
 Prints one markdown table per bundle (per program and end to end, each backend next to
 PyTorch eager FP32 measured in the same run) plus the machine it ran on. Same code as
-`edgeth bench` (edgeth.bench_bundle); nothing here is asserted.
+`edgeth bench` (edgeth.bench.bundle); nothing here is asserted.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from edgeth.bench import bench_table_markdown
-    from edgeth.bench_bundle import bench_bundle
+    from edgeth.bench.bundle import bench_bundle
     from edgeth.build import merge_bench
 
     if args.from_json:

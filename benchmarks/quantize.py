@@ -68,9 +68,10 @@ def e2e_parity(ref, got) -> dict:
 
 
 def make_plans(args, programs, spec, calib, clip, progress):
-    from edgeth.quantize.mixed import Budget, search_mixed
+    from edgeth.quantize.budget import Budget
+    from edgeth.quantize.mixed import search_mixed
     from edgeth.quantize.plan import PrecisionPlan
-    from edgeth.quantize.planning import backend_quality, fixed_plan, output_for
+    from edgeth.quantize.planning import backend_quality, fixed_plan
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
 
     drive = get_pipeline(spec.kind)
@@ -82,11 +83,11 @@ def make_plans(args, programs, spec, calib, clip, progress):
             plans[prec] = {p.name: fixed_plan(p) or PrecisionPlan(prec, calibration=calib.for_program(p.name, 32))
                            for p in programs}
         else:
-            b = Budget.parse(args.budget)
+            b = Budget.parse(args.budget, spec)
 
             def run(call):
                 res = drive(spec, call, image=clip[0], audio=clip[1], noise=SeededNoise(0), steps=args.steps)
-                return output_for(b.metric, res)
+                return b.output(res)
 
             from edgeth.quantize.calibrate import torch_call
 

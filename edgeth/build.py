@@ -3,7 +3,7 @@
   data (synthetic corpus, unless --ckpt)  ->  train the preset on the CPU (unless --ckpt)
   -> per precision: calibration + quantization + export for every target (edgeth.bundle.export)
   -> verification on every backend that runs here (+ the golden pipeline replay)
-  -> benchmark (edgeth.bench_bundle)  ->  report.html  ->  summary table
+  -> benchmark (edgeth.bench.bundle)  ->  report.html  ->  summary table
 
 OUT/ layout: data/ (corpus), run/ (checkpoint), bundles/<precision>/ (one bundle per
 precision; <precision>-<target>/ when one target failed parity and the others were
@@ -258,7 +258,7 @@ def _export_one(run: Path, ckpt_hash: str, path: Path, prec: str, targets: list[
 def _verify(path: Path, cfg: BuildConfig, skipped: dict[str, str]) -> list:
     """Run every runnable backend of the bundle; targets that run elsewhere go to `skipped`."""
     from edgeth.bundle.io import load_bundle
-    from edgeth.report_collect import run_runnable
+    from edgeth.report.collect import run_runnable
 
     results, elsewhere = run_runnable(load_bundle(path), threads=cfg.threads)
     skipped.update({k: f"exported, not run here: {why}" for k, why in elsewhere.items()})
@@ -266,7 +266,7 @@ def _verify(path: Path, cfg: BuildConfig, skipped: dict[str, str]) -> list:
 
 
 def _bench(path: Path, cfg: BuildConfig, earlier: list[dict[str, Any]]) -> dict[str, Any]:
-    from edgeth.bench_bundle import bench_bundle
+    from edgeth.bench.bundle import bench_bundle
 
     peak = earlier[0]["machine"]["peak_gflops"] if earlier else None
     # 1.5 s per program and backend at most (`edgeth bench` takes longer): 4 precisions x 3
@@ -289,7 +289,7 @@ def merge_bench(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
 def _report(out: Path, results: list, bench_parts: list[dict[str, Any]], skipped: dict[str, str],
             failed: dict[str, str]):
     from edgeth.report import render_report
-    from edgeth.report_collect import report_data, summary_rows
+    from edgeth.report.collect import report_data, summary_rows
 
     bench = merge_bench(bench_parts)
     if bench:
@@ -314,27 +314,14 @@ def summary_table(summary: list[dict[str, Any]]) -> str:
 
 
 def target_precisions(target: str) -> tuple[str, ...]:
-    """Precisions a target's quantizer accepts (its SUPPORTED list)."""
-    import importlib
+    """Precisions a target's quantizer accepts (Target.precisions)."""
+    from edgeth.targets import get_target
 
-    from edgeth.quantize.plan import PRECISIONS
-
-    try:
-        mod = importlib.import_module(f"edgeth.targets.{target}.quantizer")
-        return tuple(p for p in PRECISIONS if p in getattr(mod, "SUPPORTED", ("fp32",)))
-    except ModuleNotFoundError:
-        return ("fp32",)
+    return get_target(target).precisions()
 
 
 def support_matrix_markdown() -> str:
-    """Model x target x precision, generated from the model/target registries (README keeps a copy)."""
-    from edgeth.models import model_names
-    from edgeth.quantize.plan import PRECISIONS
-    from edgeth.targets import target_names
+    """Model x target x precision from the recorded conformance results (edgeth.conformance)."""
+    from edgeth.conformance import support_matrix_markdown as from_record
 
-    lines = ["| model | target | " + " | ".join(PRECISIONS) + " |", "|---|---|" + "---|" * len(PRECISIONS)]
-    for m in model_names():
-        for t in target_names():
-            ok = target_precisions(t)
-            lines.append(f"| {m} | {t} | " + " | ".join("yes" if p in ok else "—" for p in PRECISIONS) + " |")
-    return "\n".join(lines)
+    return from_record()

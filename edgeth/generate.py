@@ -14,34 +14,21 @@ import numpy as np
 from edgeth.errors import InputError
 
 
-def find_family(run_dir: Path) -> str:
-    """The family whose `<name>.json` a RUN/ directory holds."""
-    from edgeth.models import model_names
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(f"checkpoint directory {run_dir} does not exist", "pass the --out folder of `edgeth train`")
-    for name in model_names():
-        if (run_dir / f"{name}.json").is_file():
-            return name
-    raise InputError(f"{run_dir} is not a training run (no <family>.json inside)",
-                     "pass the --out folder of `edgeth train FAMILY`")
-
-
 def load_reference(run_dir: Path, device: str = "cpu") -> tuple[Any, Any, list]:
     """(family, PipelineSpec, programs) of a trained run."""
-    from edgeth.models import get_model
+    from edgeth.models import resolve_run
 
-    fam = get_model(find_family(run_dir))
+    fam = resolve_run(run_dir)
     run = fam.load(Path(run_dir), device=device)
     return fam, fam.pipeline(run), fam.programs(run)
 
 
 def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed: int = 0, device: str = "cpu",
-             progress: bool = True, **options: Any):
-    """Write an mp4 (audio muxed in) and return the driver's PipelineResult.
+             progress: bool = True, return_spec: bool = False, **options: Any):
+    """Write an mp4 (audio muxed in) and return the driver's PipelineResult (and the spec).
 
-    options (None = the spec's default): steps, guidance, motion_std, motion_mean_mode, ...
+    options: the family's pipeline options (PipelineSpec.options; text or values, None = the
+    spec's default); an unknown name is an InputError listing the valid ones.
     """
     from edgeth.data.video import read_audio, read_image, write_mp4
     from edgeth.io_utils import atomic_path
@@ -55,6 +42,7 @@ def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed:
     if out.suffix.lower() != ".mp4":
         raise InputError(f"output {out} is not an .mp4 path", "name the output like out.mp4")
     _, spec, progs = load_reference(ckpt, device)
+    opts = spec.parse_options(options)  # bad options fail before any reading or work
     image = np.asarray(read_image(image_path, spec.image_size), dtype=np.float32)
     if image.max() > 1.0:  # uint8 from the reader
         image = image / 255.0
@@ -62,10 +50,9 @@ def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed:
     audio = np.asarray(read_audio(audio_path, sr), dtype=np.float32).reshape(-1)
     if audio.size == 0:
         raise InputError(f"audio file {audio_path} has no samples", "pass a non-empty speech recording")
-    opts = {k: v for k, v in options.items() if v is not None}
     result = get_pipeline(spec.kind)(spec, torch_call(progs, device), image=image, audio=audio,
                                      noise=SeededNoise(seed), progress=progress, **opts)
     frames = np.clip(np.round(result.frames * 255.0), 0, 255).astype(np.uint8)
     with atomic_path(out) as tmp:
         write_mp4(tmp, frames, result.fps, audio, sr)
-    return result
+    return (result, spec) if return_spec else result

@@ -90,13 +90,109 @@ class Program:
         }
 
 
+# What a pipeline stage produces (a recorded golden output of the whole pipeline). Verify,
+# tolerances, budgets, the mixed search, the report and the bench read kinds from the spec.
+STAGE_KINDS = ("frames", "image", "motion", "latent", "indices", "features", "audio", "tensor")
+# Budget metrics per stage kind: what `--budget STAGE:METRIC=BOUND` may name.
+STAGE_METRICS = {"frames": ("psnr",), "image": ("psnr",), "motion": ("cosine",), "latent": ("cosine",),
+                 "features": ("cosine",), "audio": ("cosine",), "tensor": ("cosine",), "indices": ("agreement",)}
+OPTION_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option a pipeline driver accepts: `edgeth generate/run --opt NAME=VALUE` parse it from here.
+
+    `default` None means "the spec's own value" (e.g. the sampler's steps); bounds are inclusive.
+    """
+
+    name: str
+    type: str  # int | float | str | bool
+    default: Any = None
+    help: str = ""
+    choices: tuple[Any, ...] = ()
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self):
+        if self.type not in OPTION_TYPES:
+            raise ValueError(f"option {self.name}: type {self.type!r} not in {tuple(OPTION_TYPES)}")
+
+    def parse(self, value: Any) -> Any:
+        """Text or a Python value -> the typed value; InputError naming the option when it is bad."""
+        import math
+
+        from edgeth.errors import InputError
+
+        want = f"{self.type}" + (f" in {list(self.choices)}" if self.choices else "") + self._range()
+        try:
+            if self.type == "bool" and isinstance(value, str):
+                low = value.strip().lower()
+                if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                v: Any = low in ("1", "true", "yes", "on")
+            elif self.type == "int" and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            else:
+                v = OPTION_TYPES[self.type](value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise InputError(f"option {self.name}={value!r} is not a valid {self.type}", f"pass {self.name}=<{want}>") from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise InputError(f"option {self.name}={value!r} is not finite", f"pass {self.name}=<{want}>")
+        if self.choices and v not in self.choices:
+            raise InputError(f"option {self.name}={v!r} unknown", f"choose one of: {', '.join(map(str, self.choices))}")
+        if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+            raise InputError(f"option {self.name}={v!r} out of range", f"pass {self.name}=<{want}>")
+        return v
+
+    def _range(self) -> str:
+        if self.min is None and self.max is None:
+            return ""
+        lo = "-inf" if self.min is None else f"{self.min:g}"
+        hi = "inf" if self.max is None else f"{self.max:g}"
+        return f" in [{lo}, {hi}]"
+
+    def describe(self) -> str:
+        bits = [self.type + self._range()]
+        if self.choices:
+            bits.append("one of " + "|".join(map(str, self.choices)))
+        if self.default is not None:
+            bits.append(f"default {self.default}")
+        return f"{self.name} ({', '.join(bits)}): {self.help}"
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["choices"] = list(self.choices)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "OptionSpec":
+        d = dict(d)
+        d["choices"] = tuple(d.get("choices") or ())
+        return cls(**d)
+
+
+# Pipeline outputs older bundles recorded without declaring a kind (before `stages` existed).
+_LEGACY_STAGE_KINDS = {"motion": "motion", "frames": "frames", "tokens": "indices", "indices": "indices",
+                       "latent": "latent", "features": "features"}
+
+
 @dataclass(frozen=True)
 class PipelineSpec:
-    """Data, not code: how programs chain into audio -> motion -> frames.
+    """Data, not code: how programs chain from portrait + audio to frames.
 
     `kind` picks the driver in edgeth.runtime_py.pipelines (e.g. "motion_diffusion").
     Both the PyTorch reference and every exported backend are driven by the same spec,
     so a device app can reproduce the pipeline from the manifest alone.
+
+    The typed contract every shared consumer reads (and nothing else):
+      stages          pipeline outputs recorded in the golden run, name -> kind (STAGE_KINDS);
+                      "frames" (the video) is always a stage of kind "frames"
+      io              program wiring: {program: {"inputs": [...], "outputs": [...]}} naming
+                      the host values each input reads and each output writes
+      roles           driver role -> program name (a driver never hard-codes program names)
+      options         the options the driver accepts (OptionSpec), exposed by generate/run
+      golden_seconds  length of the golden / calibration clip
     """
 
     kind: str
@@ -108,14 +204,82 @@ class PipelineSpec:
     window: dict[str, Any] = field(default_factory=dict)  # length, motion_mean mode, ...
     normalization: dict[str, Any] = field(default_factory=dict)  # image range, motion stats
     extra: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)
+    io: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)
+    options: tuple[OptionSpec, ...] = ()
+    golden_seconds: float | None = None
+
+    def __post_init__(self):
+        bad = {k: v for k, v in self.stages.items() if v not in STAGE_KINDS}
+        if bad:
+            raise ValueError(f"pipeline stages {bad}: kinds must be in {STAGE_KINDS}")
+        unknown = [p for p in self.io if p not in self.programs]
+        if unknown:
+            raise ValueError(f"pipeline io names programs not in the pipeline: {unknown}")
+        missing = [r for r, p in self.roles.items() if p not in self.programs]
+        if missing:
+            raise ValueError(f"pipeline roles {missing} name programs not in the pipeline")
+
+    # -- stages ------------------------------------------------------------------------------
+    def stage_kind(self, name: str) -> str:
+        """The declared kind of a recorded pipeline output ("frames" is always frames)."""
+        if name == "frames":
+            return "frames"
+        if name in self.stages:
+            return self.stages[name]
+        return _LEGACY_STAGE_KINDS.get(name, "tensor")
+
+    def stage_names(self) -> list[str]:
+        """Every stage the pipeline records, the video last."""
+        return [s for s in self.stages if s != "frames"] + ["frames"]
+
+    def stages_of_kind(self, *kinds: str) -> list[str]:
+        return [s for s in self.stage_names() if self.stage_kind(s) in kinds]
+
+    # -- programs ----------------------------------------------------------------------------
+    def program_for(self, role: str, default: str | None = None) -> str | None:
+        """The program that plays `role` (e.g. "renderer"); the role's own name in older specs."""
+        if role in self.roles:
+            return self.roles[role]
+        name = default or role
+        return name if name in self.programs else None
+
+    # -- options -----------------------------------------------------------------------------
+    def option(self, name: str) -> OptionSpec:
+        from edgeth.errors import InputError
+
+        for o in self.options:
+            if o.name == name:
+                return o
+        valid = ", ".join(o.name for o in self.options) or "(none)"
+        raise InputError(f"unknown option {name!r} for pipeline {self.kind!r}", f"valid options: {valid}")
+
+    def parse_options(self, given: dict[str, Any] | None) -> dict[str, Any]:
+        """Typed driver options from `given` (text or values; None values dropped). Unknown names
+        are an InputError naming the valid ones. A spec declaring no options passes values through."""
+        given = {k: v for k, v in (given or {}).items() if v is not None}
+        if not self.options:
+            return given
+        return {k: self.option(k).parse(v) for k, v in given.items()}
+
+    def clip_seconds(self) -> float:
+        """Length of the golden / calibration clip (the spec's, else one window, at least 1 s)."""
+        if self.golden_seconds:
+            return float(self.golden_seconds)
+        length = int(self.window.get("length", 0) or 0)
+        return max(1.0, length / max(self.fps, 1))
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["programs"] = list(self.programs)
+        d["options"] = [o.to_json() for o in self.options]
         return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "PipelineSpec":
         d = dict(d)
         d["programs"] = tuple(d["programs"])
-        return cls(**d)
+        d["options"] = tuple(OptionSpec.from_json(o) for o in d.get("options") or ())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

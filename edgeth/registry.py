@@ -9,9 +9,22 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    """name -> object. `builtins` are modules imported on the first lookup (their import
+    registers what they define), so `import edgeth` loads none of them."""
+
+    def __init__(self, kind: str, builtins: tuple[str, ...] = ()):
         self.kind = kind
+        self.builtins = builtins
         self._items: dict[str, T] = {}
+        self._loaded = False
+
+    def load_builtins(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            import importlib
+
+            for mod in self.builtins:
+                importlib.import_module(mod)
 
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
@@ -26,6 +39,7 @@ class Registry(Generic[T]):
         return self.register(name)(obj)
 
     def get(self, name: str) -> T:
+        self.load_builtins()
         try:
             return self._items[name]
         except KeyError:
@@ -33,9 +47,11 @@ class Registry(Generic[T]):
             raise EdgethError(f"unknown {self.kind} {name!r}", f"choose one of: {known}") from None
 
     def names(self) -> list[str]:
+        self.load_builtins()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        self.load_builtins()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:

@@ -1,7 +1,8 @@
 """Mixed precision under an accuracy budget, judged on the end-to-end output.
 
-`--precision mixed --budget psnr=35` (frames, worst frame), `cosine=0.999` (motion codes,
-worst frame) or `tokens=0.99` (discrete codes, agreement): every program starts fully
+`--precision mixed --budget frames:psnr=35` (worst frame; `psnr=35` for short),
+`motion:cosine=0.999` (a continuous stage, worst frame) or `indices:agreement=0.99` (a
+discrete stage; edgeth.quantize.budget): every program starts fully
 INT8; layers are ranked by sensitivity (edgeth.quantize.sensitivity, simulated INT8, no
 lowering per trial); the shortest prefix of the ranking kept in float that meets the
 budget end-to-end is found by doubling + bisection; then each kept layer is dropped again
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from edgeth.errors import InputError
+from edgeth.quantize.budget import Budget
 from edgeth.quantize.plan import PrecisionPlan
 from edgeth.quantize.sensitivity import Config, LayerScore, ProgramSim, all_int8, quality_db, rank_layers
 
@@ -29,59 +31,7 @@ if TYPE_CHECKING:
     from edgeth.program import Program
     from edgeth.quantize.calibrate import CalibrationSet
 
-BUDGET_METRICS = {"psnr": "frames", "cosine": "motion", "tokens": "indices"}
 ProgramCall = Callable[[str, list[np.ndarray]], list[np.ndarray]]
-
-
-@dataclass(frozen=True)
-class Budget:
-    metric: str  # psnr | cosine | tokens
-    bound: float
-
-    @classmethod
-    def parse(cls, text: "str | Mapping[str, float] | Budget") -> "Budget":
-        if isinstance(text, Budget):
-            return text
-        if isinstance(text, Mapping):
-            if len(text) != 1:
-                raise InputError(f"budget {dict(text)} must name one metric", "e.g. psnr=35")
-            (k, v), = text.items()
-            text = f"{k}={v}"
-        k, sep, v = str(text).partition("=")
-        k = k.strip().lower()
-        try:
-            bound = float(v)
-        except ValueError:
-            bound = math.nan
-        if not sep or k not in BUDGET_METRICS or math.isnan(bound):
-            raise InputError(f"bad budget {text!r}", "use psnr=35 (frames, dB), cosine=0.999 (motion codes) or tokens=0.99")
-        if k in ("cosine", "tokens") and not 0 < bound <= 1:
-            raise InputError(f"budget {k}={bound} must be in (0, 1]", f"e.g. {k}=0.99")
-        return cls(k, bound)
-
-    def to_json(self) -> dict[str, float]:
-        return {self.metric: self.bound}
-
-    def quality(self, ref: np.ndarray, got: np.ndarray) -> float:
-        """The raw metric (dB for psnr) of `got` against `ref`: the worst frame for psnr/cosine."""
-        from edgeth.runtime_py import parity
-
-        ref, got = np.asarray(ref), np.asarray(got)
-        if ref.shape != got.shape:
-            return -math.inf if self.metric == "psnr" else 0.0
-        if self.metric == "psnr":
-            return float(parity.per_frame_curve(ref, got)["min_psnr_db"]) if ref.ndim == 4 else parity.psnr_db(ref, got)
-        if self.metric == "cosine":
-            rows = ref.reshape(ref.shape[0], -1) if ref.ndim > 1 else ref[None]
-            grows = got.reshape(rows.shape)
-            return min(parity.cosine(r, g) for r, g in zip(rows, grows))
-        return parity.token_agreement(ref, got)
-
-    def meets(self, value: float) -> bool:
-        return value >= self.bound
-
-    def db(self, value: float) -> float:
-        return quality_db(self.metric, value)
 
 
 class EndToEnd:

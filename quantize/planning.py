@@ -101,16 +101,6 @@ def _read_pair(image: Path, wav: Path, size: int, rate: int) -> "Clip":
     return read_image(image, size=size), read_audio(wav, sample_rate=rate)
 
 
-def output_for(budget_metric: str, result: Any) -> np.ndarray:
-    if budget_metric == "psnr":
-        return np.asarray(result.frames)
-    key = "motion" if budget_metric == "cosine" else next((k for k in ("tokens", "indices") if k in result.extras), "tokens")
-    if key not in result.extras:
-        raise InputError(f"budget {budget_metric} needs the pipeline's {key!r} output, which this family does not produce",
-                         "use --budget psnr=... for this model")
-    return np.asarray(result.extras[key])
-
-
 def make_plans(programs: Sequence["Program"], spec: "PipelineSpec", precision: str, *,
                budget: str | dict[str, float] | None = None, clips: Sequence["Clip"] | None = None,
                calib_dir: str | Path | None = None, calib_clips: int = DEFAULT_CLIPS,
@@ -127,9 +117,9 @@ def make_plans(programs: Sequence["Program"], spec: "PipelineSpec", precision: s
     if budget is not None and precision != "mixed":
         raise InputError(f"--budget applies to --precision mixed, not {precision}", "drop --budget or use mixed")
     if precision == "mixed":
-        from edgeth.quantize.mixed import Budget
+        from edgeth.quantize.budget import Budget
 
-        budget = Budget.parse(budget or "psnr=35")  # a bad budget fails before any work
+        budget = Budget.parse(budget or "frames:psnr=35", spec)  # a bad budget fails before any work
     if precision == "fp32":
         return PlanResult({p.name: PrecisionPlan("fp32") for p in programs})
     options = dict(options or {})
@@ -159,16 +149,17 @@ def fixed_plan(program: "Program") -> PrecisionPlan | None:
 
 def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options, threads, progress, summary,
            t0, verify_target: str | None = None) -> PlanResult:
-    from edgeth.quantize.mixed import Budget, search_mixed
+    from edgeth.quantize.budget import Budget
+    from edgeth.quantize.mixed import search_mixed
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
 
-    b = Budget.parse(budget)
+    b = Budget.parse(budget, spec)
     drive = get_pipeline(spec.kind)
     image, audio = clips[0]
 
     def run(call):
         res = drive(spec, call, image=image, audio=audio, noise=SeededNoise(seed), progress=False, **options)
-        return output_for(b.metric, res)
+        return b.output(res)
 
     verify, timing = None, {}
     if verify_target:

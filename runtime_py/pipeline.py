@@ -36,7 +36,9 @@ class Pipeline:
 
     def run(self, image: np.ndarray, audio: np.ndarray, seed: int | None = None, noise: Any = None,
             progress: bool = False, **options: Any) -> PipelineResult:
-        """image [H,W,3] in [0,1] (uint8 accepted); audio [S] mono at the spec's sample rate."""
+        """image [H,W,3] in [0,1] (uint8 accepted); audio [S] mono at the spec's sample rate;
+        options: the spec's declared pipeline options (unknown names are an InputError)."""
+        options = self.spec.parse_options(options)
         image = check_image(image)
         audio = check_audio(audio)
         if noise is None:

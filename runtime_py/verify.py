@@ -148,12 +148,6 @@ def verify_programs(bundle, call, target: str | None, progress: bool = False) ->
     return checks
 
 
-def stage_kind(name: str) -> str:
-    from edgeth.program import TENSOR_KINDS
-
-    return name if name in TENSOR_KINDS else "tensor"
-
-
 def compare_stages(bundle, target: str | None, frames: np.ndarray | None, extras: dict[str, Any],
                    prefix: str = "pipeline") -> list[Check]:
     """Per-stage checks of a pipeline run against golden/pipeline.npz."""
@@ -161,10 +155,11 @@ def compare_stages(bundle, target: str | None, frames: np.ndarray | None, extras
 
     g = bundle.pipeline_golden()
     _, ref_extras = split_pipeline(g)
+    spec = bundle.pipeline_spec()
     checks = []
     for k, ref in sorted(ref_extras.items()):
         if k in extras:
-            checks.append(compare(stage_kind(k), ref, np.asarray(extras[k]), bundle.stage_tolerance(stage_kind(k), target),
+            checks.append(compare(spec.stage_kind(k), ref, np.asarray(extras[k]), bundle.stage_tolerance(k, target),
                                   name=f"{prefix}/{k}"))
     if frames is not None:
         checks.append(compare_frames(g["frames"], np.asarray(frames), bundle.stage_tolerance("frames", target),

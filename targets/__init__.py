@@ -37,38 +37,30 @@ from typing import Any, Callable
 
 from edgeth.registry import Registry
 
-TARGETS: Registry["Target"] = Registry("target")
-
-_BUILTIN = (
+TARGETS: Registry["Target"] = Registry("target", builtins=(
     "edgeth.targets.executorch",
     "edgeth.targets.onnx",
     "edgeth.targets.coreml",
     "edgeth.targets.tensorrt",
-)
+))
 
 
 def register_target(name: str):
     def deco(cls):
         inst = cls()
         inst.name = name
+        inst.package = inst.package or cls.__module__
         TARGETS.add(name, inst)
         return cls
 
     return deco
 
 
-def _load_builtins() -> None:
-    for mod in _BUILTIN:
-        importlib.import_module(mod)
-
-
 def get_target(name: str) -> "Target":
-    _load_builtins()
     return TARGETS.get(name)
 
 
 def target_names() -> list[str]:
-    _load_builtins()
     return TARGETS.names()
 
 
@@ -107,27 +99,57 @@ Runner = Callable[..., list]
 
 
 class Target:
+    """The one facade every target shares. A target declares data (its suffix, the modules its
+    exporter and runtime need, the backend name that runs its artifacts) and keeps its work in
+    its package's exporter.py / quantizer.py / runner.py, imported only when called."""
+
     name: str = ""
     file_suffix: str = ""
+    backend: str = ""  # the runtime_py backend that runs these artifacts (`edgeth verify --backend`)
+    package: str = ""  # e.g. "edgeth.targets.onnx" (set by register_target from the class's module)
+    export_needs: tuple[tuple[str, ...], str] = ((), "")  # (importable modules, how to install them)
+    runtime_needs: tuple[tuple[str, ...], str] | None = None  # None: the same as export_needs
+    run_elsewhere: str = "pick another --backend"  # what to do when the runtime is absent here
+
+    def _impl(self, part: str):
+        return importlib.import_module(f"{self.package}.{part}")
 
     def available(self) -> Availability:
         """Can this target export here? (packages present)"""
-        raise NotImplementedError
+        from edgeth.targets.common import package_availability
+
+        return package_availability(*self.export_needs)
 
     def runtime_available(self) -> Availability:
         """Can this target *run* its artifacts here? (e.g. Core ML needs macOS)"""
-        return self.available()
+        if self.runtime_needs is None:
+            return self.available()
+        from edgeth.targets.common import package_availability
+
+        return package_availability(*self.runtime_needs)
+
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions its quantizer accepts (quantizer.SUPPORTED), in edgeth's order."""
+        from edgeth.quantize.plan import PRECISIONS
+
+        supported = getattr(self._impl("quantizer"), "SUPPORTED", ("fp32",))
+        return tuple(p for p in PRECISIONS if p in supported)
 
     def preflight(self, program: "Program") -> list[PreflightIssue]:  # noqa: F821
-        return []
+        return self._impl("exporter").preflight(program)
 
     def export(self, program: "Program", plan: Any, out_dir: Path) -> Artifact:  # noqa: F821
         """Write the artifact(s) for `program` into out_dir; `plan` is a quantize plan or None (fp32)."""
-        raise NotImplementedError
+        return self._impl("exporter").export(self, program, plan, Path(out_dir))
 
     def runner(self, artifact_dir: Path, entry: dict[str, Any], threads: int | None = None) -> Runner:
         """Load an exported program; entry is the manifest's program record."""
-        raise NotImplementedError
+        from edgeth.errors import TargetUnavailable
+
+        avail = self.runtime_available()
+        if not avail.ok:
+            raise TargetUnavailable(f"cannot run {self.name} here: {avail.reason}", self.run_elsewhere)
+        return self._impl("runner").make_runner(Path(artifact_dir), entry, threads)
 
     def attach_golden(self, artifact_dir: Path, artifact: Artifact, inputs: list, outputs: list) -> list[str]:
         """Embed golden vectors into a target-native file next to the artifact.

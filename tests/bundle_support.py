@@ -1,6 +1,6 @@
 """Test support for the bundle/runtime tests: a small model family and its pipeline driver.
 
-`bundlefix` is a real (tiny) ModelFamily built on edgeth.testing's fixture programs
+`bundlefix` is a real (tiny) ModelFamily built on tests/fixture_programs.py's fixture programs
 (renderer: conv + grid_sample; denoiser: attention + LayerNorm). Its driver
 `bundlefix_test` is real host code: per window it samples motion by a few denoiser steps
 from named noise, then renders every frame from the portrait and the motion code. It
@@ -33,7 +33,7 @@ class FixtureFamily:
     def load(self, run_dir, device: str = "cpu"):
         from safetensors.torch import load_file
 
-        from edgeth.testing import fixture_programs
+        from fixture_programs import fixture_programs
 
         cfg = json.loads((Path(run_dir) / "fixture.json").read_text())
         progs = {p.name: p for p in fixture_programs(int(cfg["seed"]))}
@@ -59,7 +59,7 @@ def make_run(run_dir: Path, seed: int = 0) -> Path:
     """A RUN/ folder: fixture.json + weights.safetensors (weights depend on seed)."""
     from safetensors.torch import save_file
 
-    from edgeth.testing import fixture_programs
+    from fixture_programs import fixture_programs
 
     run_dir.mkdir(parents=True, exist_ok=True)
     sd = {}

@@ -30,10 +30,27 @@ def synth_corpus(tmp_path_factory) -> Path:
     return root
 
 
+# -- model families: each family's tiny fixture run (ModelFamily.fixture_run), once per session --
+@pytest.fixture(scope="session")
+def family_run(synth_corpus, tmp_path_factory):
+    """family_run(name) -> RUN/ of that family's tiny fixture, trained once per session on synth_corpus.
+
+    EDGETH_FIXTURE_CACHE=DIR (developer machines only; CI never sets it) keeps the runs in DIR,
+    keyed by a hash of the family's source, so repeated local test runs skip the training."""
+    import fixture_cache
+
+    runs: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in runs:
+            runs[name] = fixture_cache.fixture_run(name, synth_corpus, tmp_path_factory)
+        return runs[name]
+
+    return get
+
+
 # -- IF-MDM (models/ifmdm): the tiny model trained briefly on synth_corpus, reused by export tests --
 @pytest.fixture(scope="session")
-def ifmdm_tiny_run(synth_corpus, tmp_path_factory) -> Path:
+def ifmdm_tiny_run(family_run) -> Path:
     """RUN/ of a tiny IF-MDM trained ~90 s on CPU (both stages); load with get_model("ifmdm").load(run)."""
-    import ifmdm_support
-
-    return ifmdm_support.train_tiny_run(synth_corpus, tmp_path_factory.mktemp("ifmdm") / "run")
+    return family_run("ifmdm")

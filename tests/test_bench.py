@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from edgeth import bench as B
+from edgeth.bench import measure as B
 
 
 def test_percentiles_and_summary():
@@ -63,7 +63,7 @@ def test_matmul_peak_is_plausible():
 def bench_result(fixture_bundle):
     import bundle_support
 
-    from edgeth.bench_bundle import bench_bundle
+    from edgeth.bench.bundle import bench_bundle
 
     with bundle_support.registered():
         return bench_bundle(fixture_bundle["bundle"], iters=4, pipeline_iters=2, max_seconds=1.0, threads=1,

@@ -31,7 +31,7 @@ def mini_build(fixture_run, tmp_path_factory):
 
 
 def test_mini_build_verifies_benches_and_reports(mini_build):
-    from edgeth.report_check import check_offline
+    from edgeth.report.check import check_offline
 
     out, first, _ = mini_build
     assert first.exit_code == 0, first.output

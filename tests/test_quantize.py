@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edgeth.errors import InputError
-from edgeth.testing import fixture_programs
+from fixture_programs import fixture_programs
 
 
 def _samples(p, n=6, seed=0):

@@ -1,6 +1,6 @@
 """Mixed precision under an end-to-end budget, `edgeth export --precision mixed`, and `edgeth debug`.
 
-Uses the bundle tests' `bundlefix` family (edgeth.testing's renderer + denoiser chained by a
+Uses the bundle tests' `bundlefix` family (tests/fixture_programs.py's renderer + denoiser chained by a
 real driver: audio -> motion by denoiser steps -> frames), whose random weights make full
 INT8 visibly worse than FP32.
 """

@@ -8,7 +8,7 @@ import torch
 from edgeth.errors import UnsupportedOp
 from edgeth.quantize.plan import PrecisionPlan
 from edgeth.targets import get_target
-from edgeth.testing import fixture_programs
+from fixture_programs import fixture_programs
 from edgeth.tolerances import tolerance_for
 
 PRECISIONS = ("fp16", "int8", "int8-weights", "mixed")

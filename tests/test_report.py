@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgeth.report import ReportData, fmt, render_report
-from edgeth.report_check import check_in_chromium, check_offline, find_chromium
+from edgeth.report.check import check_in_chromium, check_offline, find_chromium
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 
 from edgeth.errors import TargetUnavailable
 from edgeth.targets import get_target
-from edgeth.testing import fixture_programs
+from fixture_programs import fixture_programs
 
 pytestmark = pytest.mark.skipif(not get_target("coreml").available().ok, reason="coremltools is not installed")
 

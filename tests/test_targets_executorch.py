@@ -8,7 +8,7 @@ import pytest
 
 from edgeth.errors import BundleError, InputError
 from edgeth.targets import get_target
-from edgeth.testing import fixture_programs
+from fixture_programs import fixture_programs
 
 pytestmark = pytest.mark.skipif(not get_target("executorch").available().ok, reason="executorch is not installed")
 

@@ -11,7 +11,7 @@ import torch
 from edgeth.errors import BundleError, InputError, TargetUnavailable, UnsupportedOp
 from edgeth.program import Program, TensorSpec
 from edgeth.targets import get_target
-from edgeth.testing import fixture_programs
+from fixture_programs import fixture_programs
 
 pytestmark = pytest.mark.skipif(not get_target("onnx").available().ok, reason="onnx/onnxscript not installed")
 

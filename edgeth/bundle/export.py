@@ -80,8 +80,7 @@ def sample_input(spec, seed: int = 0, seconds: float | None = None) -> tuple[np.
     from edgeth.data.video import read_audio, read_image
 
     if seconds is None:
-        length = int(spec.window.get("length", 0) or 0)
-        seconds = max(1.0, length / max(spec.fps, 1))
+        seconds = spec.clip_seconds()
     with tempfile.TemporaryDirectory(prefix="edgeth-sample-") as d:
         png, wav, _ = sample_inputs(Path(d), spec.image_size, seconds, seed)
         return read_image(png, size=spec.image_size), read_audio(wav, sample_rate=spec.audio.get("sample_rate", 16000))
@@ -122,7 +121,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
         raise InputError(f"pipeline names programs the family did not build: {', '.join(missing)}",
                          "this is a model-family bug; report it")
     target_list = resolve_targets(targets)
-    options = dict(options or {})
+    options = spec.parse_options(options)
     quant_record: dict[str, Any] = {}
     if plans is None:
         plans, per_target, quant_record = _quantization_plans(programs, spec, precision, target_list, quantize, seed,
@@ -141,12 +140,14 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
     recorder = G.GoldenRecorder(torch_call(programs), golden_calls)
     noise = SeededNoise(seed)
     result = get_pipeline(spec.kind)(spec, recorder, image=image, audio=audio, noise=noise, progress=progress, **options)
+    _check_stages(spec, result)
     t["reference"] = time.perf_counter()
 
     with atomic_path(out, is_dir=True) as tmp:
         ref_files, ckpt_sha = copy_reference(family, run_dir, tmp / "reference")
         records = _golden_files(tmp, programs, recorder)
-        pipe_arrays = G.pipeline_arrays(image, audio, result.frames, noise.drawn, result.extras)
+        pipe_arrays = G.pipeline_arrays(image, audio, result.frames, noise.drawn, result.extras,
+                                        stages=spec.stage_names() if spec.stages else None)
         (tmp / "golden").mkdir(exist_ok=True)
         G.save_npz(tmp / "golden" / "pipeline.npz", pipe_arrays)
         _, extras = G.split_pipeline(pipe_arrays)
@@ -176,7 +177,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
             "model": {"family": family.name, "preset": run_preset(run_dir), "checkpoint_sha256": ckpt_sha,
                       "reference": ref_files},
             "precision": precision,
-            "targets": {tg: _target_record(tg, programs, artifacts, extras) for tg in target_list},
+            "targets": {tg: _target_record(tg, programs, artifacts, extras, spec) for tg in target_list},
             "programs": [{"name": p.name, **p.signature_json(), "golden": records[p.name], "artifacts": artifacts[p.name]}
                          for p in programs],
             "pipeline": spec.to_json(),
@@ -282,16 +283,24 @@ def _precision_per_target(precision: str, targets: list[str]) -> dict[str, str]:
 
 
 def _budget_tolerances(target_records: dict[str, Any], quant_record: dict[str, Any]) -> None:
-    """A mixed plan's budget is its targets' end-to-end tolerance (frames PSNR / motion cosine)."""
+    """A mixed plan's budget is its targets' end-to-end tolerance on the stage it names."""
+    from edgeth.quantize.budget import budget_tolerances
+
     mixed = (quant_record.get("mixed") or {}).get("mixed") or {}
-    budget = mixed.get("budget") or {}
-    key = {"psnr": ("frames", "psnr_db"), "cosine": ("motion", "cosine"), "tokens": ("indices", "token_agreement")}
+    bounds = budget_tolerances(mixed.get("budget"))
     for rec in target_records.values():
         if rec.get("precision") != "mixed":
             continue
-        for metric, bound in budget.items():
-            stage, name = key[metric]
-            rec.setdefault("tolerances", {}).setdefault(stage, {})[name] = float(bound)
+        for stage, tol in bounds.items():
+            rec.setdefault("tolerances", {}).setdefault(stage, {}).update(tol)
+
+
+def _check_stages(spec, result) -> None:
+    """Every stage the spec declares must come out of its driver (else verify has nothing to judge)."""
+    missing = [s for s in spec.stage_names() if s != "frames" and s not in result.extras]
+    if missing:
+        raise InputError(f"pipeline {spec.kind!r} declares stages its driver did not record: {', '.join(missing)}",
+                         "this is a model-family bug: record them in the driver's extras or drop them from stages")
 
 
 def _check_out(out: Path) -> None:
@@ -354,8 +363,9 @@ def _artifact_record(art, program, plan, preflight: list) -> dict[str, Any]:
             "tolerances": {s.name: tolerance_for(art.precision, s.kind) for s in program.outputs}}
 
 
-def _target_record(target: str, programs: list, artifacts: dict, extras: dict) -> dict[str, Any]:
-    from edgeth.runtime_py.verify import stage_kind
+def _target_record(target: str, programs: list, artifacts: dict, extras: dict, spec) -> dict[str, Any]:
+    """The target's precision and its end-to-end tolerance per recorded stage (by stage name,
+    from the row of the kind the spec declares for it)."""
     from edgeth.tolerances import tolerance_for
 
     # programs pinned to a precision (the FP32 log-mel frontend) do not make an INT8 target "mixed"
@@ -364,7 +374,7 @@ def _target_record(target: str, programs: list, artifacts: dict, extras: dict) -
     prec = precs.pop() if len(precs) == 1 else "mixed"
     tol = {"frames": tolerance_for(prec, "frames")}
     for k in extras:
-        tol[stage_kind(k)] = tolerance_for(prec, stage_kind(k))
+        tol[k] = tolerance_for(prec, spec.stage_kind(k))
     return {"precision": prec, "tolerances": tol}
 
 

@@ -105,12 +105,16 @@ def program_calls(arrays: dict[str, np.ndarray], input_names: list[str],
 
 
 def pipeline_arrays(image: np.ndarray, audio: np.ndarray, frames: np.ndarray,
-                    noise: dict[str, np.ndarray], extras: dict) -> dict[str, np.ndarray]:
+                    noise: dict[str, np.ndarray], extras: dict, stages: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The golden pipeline record: inputs, video, named noise and the stages (the spec's declared
+    stages; every array-valued extra for specs that declare none)."""
     out = {"image": np.asarray(image, np.float32), "audio": np.asarray(audio, np.float32),
            "frames": np.asarray(frames, np.float32)}
     for k, v in noise.items():
         out[f"noise.{k}"] = np.asarray(v)
     for k, v in extras.items():
+        if stages is not None and k not in stages:
+            continue
         if isinstance(v, np.ndarray) and v.dtype != object:
             out[f"extra.{k}"] = v
     return out

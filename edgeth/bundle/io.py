@@ -97,11 +97,13 @@ class Bundle:
         return dict(row.get(kind) or row.get("tensor") or {})
 
     def stage_tolerance(self, stage: str, target: str | None = None) -> dict[str, float]:
-        """Tolerance for a pipeline stage ("frames", "motion", ...) on a target (fp32 for torch)."""
+        """Tolerance for a recorded pipeline stage on a target (fp32 for torch): the target's own
+        (a mixed plan's budget) for that stage name, else the table row of the stage's kind as the
+        pipeline spec declares it."""
         t = self.manifest["targets"].get(target or "", {})
         if stage in t.get("tolerances", {}):
             return dict(t["tolerances"][stage])
-        return self.table_tolerance(t.get("precision", "fp32"), stage)
+        return self.table_tolerance(t.get("precision", "fp32"), self.pipeline_spec().stage_kind(stage))
 
     # -- golden vectors ------------------------------------------------------------------
     def golden_arrays(self, program: str) -> dict[str, np.ndarray]:

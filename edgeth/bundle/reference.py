@@ -10,7 +10,6 @@ RUN/ (skipping hidden folders, optimizer state and
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,62 +17,28 @@ from typing import Any
 from edgeth.errors import InputError
 from edgeth.io_utils import sha256_file
 
-FAMILY_KEYS = ("family", "model", "model_family")
-CONFIG_NAMES = ("config.json", "run.json")
-
-
-def run_config(run_dir: Path) -> dict[str, Any]:
-    """The run's top-level config: config.json / run.json, else the first *.json naming a family."""
-    named = [run_dir / n for n in CONFIG_NAMES if (run_dir / n).is_file()]
-    others = sorted(p for p in run_dir.glob("*.json") if p not in named)
-    for f in named + others:
-        try:
-            d = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            if f in named:
-                raise InputError(f"{f} is not valid JSON ({e})", "point --ckpt at a RUN/ folder written by `edgeth train`") from None
-            continue
-        if isinstance(d, dict) and (f in named or any(isinstance(d.get(k), str) for k in FAMILY_KEYS)):
-            return d
-    return {}
-
-
 def resolve_family(run_dir: str | Path, model: str | None = None):
-    """The registered ModelFamily for a run: `model` if given, else read from RUN's config."""
-    from edgeth.models import get_model, model_names
+    """The registered ModelFamily for a run (edgeth.models.resolve_run, the one resolver)."""
+    from edgeth.models import resolve_run
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise InputError(f"checkpoint folder {run_dir} does not exist", "pass --ckpt RUN/ (a folder written by `edgeth train`)")
-    if model:
-        return get_model(model)
-    cfg = run_config(run_dir)
-    for k in FAMILY_KEYS:
-        v = cfg.get(k)
-        if isinstance(v, str) and v:
-            return get_model(v)
-        if isinstance(v, dict) and isinstance(v.get("name"), str):
-            return get_model(v["name"])
-    raise InputError(f"cannot tell the model family of {run_dir} (no 'family' in its config)",
-                     f"pass --model, one of: {', '.join(model_names())}")
+    return resolve_run(run_dir, model)
 
 
 def run_preset(run_dir: Path) -> str | None:
-    v = run_config(run_dir).get("preset")
+    from edgeth.models import family_json
+
+    found = family_json(Path(run_dir))
+    v = found[1].get("preset") if found else None
     return v if isinstance(v, str) else None
 
 
 def reference_files(family: Any, run_dir: Path) -> list[Path]:
-    """Files (under run_dir) that rebuild the programs: the family's choice or config + weights."""
+    """Files (under run_dir) that rebuild the programs: the family's choice (ModelFamily.reference_files)."""
+    from edgeth.models import ModelFamily
+
     hook = getattr(family, "reference_files", None)
-    if callable(hook):
-        files = [Path(p) for p in hook(run_dir)]
-        files = [p if p.is_absolute() else run_dir / p for p in files]
-    else:
-        files = [p for p in run_dir.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors")
-                 and not any(part.startswith(".") for part in p.relative_to(run_dir).parts)
-                 and "optim" not in p.name.lower() and ".raw." not in p.name]
-    files = sorted(set(files))
+    files = [Path(p) for p in (hook(run_dir) if callable(hook) else ModelFamily.reference_files(family, run_dir))]
+    files = sorted({p if p.is_absolute() else run_dir / p for p in files})
     if not any(p.suffix == ".safetensors" for p in files):
         raise InputError(f"{run_dir} holds no .safetensors weights", "train a run first (`edgeth train`) or pass its folder")
     return files

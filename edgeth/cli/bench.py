@@ -25,7 +25,7 @@ def cli(bundle, backends, frames, iters, threads, no_pipeline, as_json, output):
       edgeth bench demo_out/bundles/int8 --backend executorch --frames 50 --json
     """
     from edgeth.bench import bench_table_markdown
-    from edgeth.bench_bundle import bench_bundle
+    from edgeth.bench.bundle import bench_bundle
     from edgeth.io_utils import write_json
 
     res = bench_bundle(bundle, backends=list(backends) or None, frames=frames, iters=iters, threads=threads,

@@ -23,7 +23,7 @@ def cli(bundle, output, backends, bench_json, threads):
     """
     from edgeth.bundle.io import load_bundle
     from edgeth.report import render_report
-    from edgeth.report_collect import report_data, run_runnable
+    from edgeth.report.collect import report_data, run_runnable
 
     b = load_bundle(bundle)
     results, skipped = run_runnable(b, list(backends) or None, threads)

@@ -20,6 +20,11 @@ class IFMDMFamily(ModelFamily):
     presets = ("tiny", "mobile", "paper")
     description = "IF-MDM: implicit face motion diffusion (LIA-style warping renderer + motion DiT)"
 
+    def options(self):
+        from edgeth.runtime_py.pipelines.motion_diffusion import OPTIONS
+
+        return OPTIONS
+
     def config(self, preset: str = "tiny"):
         from edgeth.models.ifmdm.config import preset as get_preset
 
@@ -43,6 +48,15 @@ class IFMDMFamily(ModelFamily):
         from edgeth.models.ifmdm.run import fresh_run
 
         return fresh_run(self.config(preset), seed=seed)
+
+    def fixture_run(self, out: Path, corpus: Path) -> Path:
+        """The tiny run the tests and the conformance suite share: 240 + 300 steps on CPU (~90 s on
+        2 cores), enough for the losses to fall and reconstruction to beat an untrained model."""
+        import torch
+
+        torch.set_num_threads(2)
+        return self.train(Path(corpus), Path(out), preset="tiny", device="cpu", seed=0, progress=False,
+                          overrides={"stage1_steps": 240, "stage2_steps": 300})
 
     def programs(self, run: Any) -> list[Program]:
         from edgeth.models.ifmdm.programs import build_programs
@@ -87,7 +101,11 @@ class IFMDMFamily(ModelFamily):
             "renderer": {"inputs": [*apps, "motion_hint", "motion"], "outputs": ["frames"]},
         }
         extra = {"family": "ifmdm", "preset": cfg.preset, "render_batch": cfg.render_batch,
-                 "appearance_outputs": len(apps), "io": io}
+                 "appearance_outputs": len(apps)}
+        roles = {"appearance": "appearance_encoder", "audio_frontend": "audio_frontend",
+                 "audio_encoder": "audio_encoder", "denoiser": "motion_denoiser", "renderer": "renderer"}
         return PipelineSpec(kind="motion_diffusion", programs=PROGRAM_ORDER, fps=cfg.fps,
                             image_size=cfg.stage1.image_size, audio=audio, sampler=sampler, window=window,
-                            normalization=normalization, extra=extra)
+                            normalization=normalization, extra=extra,
+                            stages={"motion": "motion", "motion_hint": "motion", "frames": "frames"},
+                            io=io, roles=roles, options=self.options())

@@ -9,50 +9,15 @@ Register a driver with @register_pipeline("kind"); PipelineSpec.kind selects it.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgeth.registry import Registry
 
-# call(program, [inputs...]) -> [outputs...]; numpy in, numpy out, in the program's order.
-ProgramCall = Callable[[str, list[np.ndarray]], list[np.ndarray]]
-
-
-class NoiseSource(Protocol):
-    def normal(self, name: str, shape: tuple[int, ...]) -> np.ndarray: ...
-
-
-class SeededNoise:
-    """Draws float32 N(0,1) from one numpy Generator in call order, and records what it drew."""
-
-    def __init__(self, seed: int):
-        self.rng = np.random.default_rng(seed)
-        self.drawn: dict[str, np.ndarray] = {}
-
-    def normal(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        a = self.rng.standard_normal(shape).astype(np.float32)
-        self.drawn[name] = a
-        return a
-
-
-class RecordedNoise:
-    """Replays noise by name (e.g. the bundle's golden noise), so every backend samples alike."""
-
-    def __init__(self, arrays: dict[str, np.ndarray]):
-        self.arrays = arrays
-
-    def normal(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        from edgeth.errors import BundleError
-
-        if name not in self.arrays:
-            raise BundleError(f"recorded noise has no tensor {name!r}", "re-export the bundle with this pipeline length")
-        a = self.arrays[name]
-        if tuple(a.shape) != tuple(shape):
-            raise BundleError(f"recorded noise {name!r} has shape {a.shape}, pipeline asks {shape}", "re-export the bundle")
-        return a
+from edgeth.runtime_py.pipelines.host import (  # noqa: F401 (the drivers' shared host code)
+    NoiseSource, ProgramCall, RecordedNoise, SeededNoise)
 
 
 @dataclass
@@ -67,8 +32,7 @@ class Driver(Protocol):
                  noise: NoiseSource, progress: bool = False, **options: Any) -> PipelineResult: ...
 
 
-PIPELINES: Registry[Driver] = Registry("pipeline kind")
-_BUILTIN: tuple[str, ...] = ("edgeth.runtime_py.pipelines.motion_diffusion",)
+PIPELINES: Registry[Driver] = Registry("pipeline kind", builtins=("edgeth.runtime_py.pipelines.motion_diffusion",))
 
 
 def register_pipeline(kind: str):
@@ -76,10 +40,9 @@ def register_pipeline(kind: str):
 
 
 def get_pipeline(kind: str) -> Driver:
-    for mod in _BUILTIN:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as e:  # a driver not written yet
-            if e.name != mod:
-                raise
+    """The driver for `kind`: the shared drivers here, or one a model family registers from its
+    own folder (families are loaded first, so a new family needs no edit here)."""
+    from edgeth.models import model_names
+
+    model_names()  # imports the registered families, which register their own drivers
     return PIPELINES.get(kind)

@@ -6,10 +6,8 @@ runs the same .pte on Linux/macOS hosts, as the phone app does. See README.md.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from edgeth.targets import Artifact, Availability, PreflightIssue, Target, register_target
-from edgeth.targets.common import package_availability
+from edgeth.targets import Artifact, Target, register_target
 
 PIP = "pip install executorch"
 
@@ -17,27 +15,9 @@ PIP = "pip install executorch"
 @register_target("executorch")
 class ExecuTorchTarget(Target):
     file_suffix = ".pte"
-
-    def available(self) -> Availability:
-        return package_availability(("executorch", "executorch.exir", "torch"), PIP)
-
-    def runtime_available(self) -> Availability:
-        return package_availability(("executorch.runtime", "executorch.extension.pybindings.portable_lib"), PIP)
-
-    def preflight(self, program) -> list[PreflightIssue]:
-        from edgeth.targets.executorch.exporter import preflight
-
-        return preflight(program)
-
-    def export(self, program, plan: Any, out_dir: Path) -> Artifact:
-        from edgeth.targets.executorch.exporter import export
-
-        return export(self, program, plan, out_dir)
-
-    def runner(self, artifact_dir: Path, entry: dict[str, Any], threads: int | None = None):
-        from edgeth.targets.executorch.runner import make_runner
-
-        return make_runner(Path(artifact_dir), entry, threads)
+    backend = "executorch"
+    export_needs = (("executorch", "executorch.exir", "torch"), PIP)
+    runtime_needs = (("executorch.runtime", "executorch.extension.pybindings.portable_lib"), PIP)
 
     def attach_golden(self, artifact_dir: Path, artifact: Artifact, inputs: list, outputs: list) -> list[str]:
         from edgeth.targets.executorch.bundled import attach_golden

@@ -1,16 +1,11 @@
 """TensorRT target: ONNX + build recipe exported anywhere; engine built and run on an NVIDIA GPU.
-
 See README.md for the artifact layout and how to build the engine on a Jetson.
 """
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
-from typing import Any
 
-from edgeth.errors import TargetUnavailable
-from edgeth.targets import Artifact, Availability, PreflightIssue, Target, register_target
-from edgeth.targets.common import package_availability
+from edgeth.targets import Availability, Target, register_target
 
 NOT_INSTALLED = "tensorrt is not installed: pip install edgeth[tensorrt] on a machine with an NVIDIA GPU"
 NO_GPU = "no NVIDIA GPU"
@@ -20,9 +15,9 @@ NO_GPU = "no NVIDIA GPU"
 class TensorRTTarget(Target):
     file_suffix = ".onnx"
     artifact_layout = ".onnx+recipe"  # the engine is built on the device
-
-    def available(self) -> Availability:
-        return package_availability(("torch", "onnx", "onnxscript"), "pip install onnx onnxscript")
+    backend = "tensorrt"
+    export_needs = (("torch", "onnx", "onnxscript"), "pip install onnx onnxscript")
+    run_elsewhere = "build and run the engine on the Jetson/GPU machine (see build_engine.sh)"
 
     def runtime_available(self) -> Availability:
         if importlib.util.find_spec("tensorrt") is None:
@@ -36,22 +31,3 @@ class TensorRTTarget(Target):
         if not torch.cuda.is_available():
             return Availability(False, NO_GPU)
         return Availability(True, "")
-
-    def preflight(self, program) -> list[PreflightIssue]:
-        from edgeth.targets.tensorrt.exporter import preflight
-
-        return preflight(program)
-
-    def export(self, program, plan: Any, out_dir: Path) -> Artifact:
-        from edgeth.targets.tensorrt.exporter import export
-
-        return export(self, program, plan, Path(out_dir))
-
-    def runner(self, artifact_dir: Path, entry: dict[str, Any], threads: int | None = None):
-        avail = self.runtime_available()
-        if not avail.ok:
-            raise TargetUnavailable(f"cannot run TensorRT here: {avail.reason}",
-                                    "build and run the engine on the Jetson/GPU machine (see build_engine.sh)")
-        from edgeth.targets.tensorrt.runner import make_runner
-
-        return make_runner(Path(artifact_dir), entry, threads)

@@ -4,7 +4,7 @@ the same run (absolute times on shared machines are noise; the ratios are the fi
 
 Everything here works over plain callables (numpy in, numpy out, or torch eager), so the
 same code measures a program on any backend and the whole audio -> video pipeline.
-`edgeth.bench_bundle.bench_bundle` applies it to a bundle; `benchmarks/*.py` and
+`edgeth.bench.bundle.bench_bundle` applies it to a bundle; `benchmarks/*.py` and
 `edgeth bench` call that.
 
 Result rows (JSON-able dicts):

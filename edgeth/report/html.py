@@ -157,7 +157,7 @@ def _section_summary(d: ReportData) -> str:
 
 
 def _section_programs(d: ReportData) -> str:
-    from edgeth import report_plots as rp
+    from edgeth.report import plots as rp
 
     if not d.programs:
         return ""
@@ -188,7 +188,7 @@ def _section_programs(d: ReportData) -> str:
 
 
 def _section_sequences(d: ReportData) -> str:
-    from edgeth import report_plots as rp
+    from edgeth.report import plots as rp
 
     seqs = [s for s in d.sequences if s.get("psnr") is not None]
     if not seqs:
@@ -210,6 +210,10 @@ def _section_sequences(d: ReportData) -> str:
                      _e(fmt(float(np.min(ssim)) if ssim is not None and len(ssim) else None))])
     parts.append(_table(["backend", "worst PSNR (dB)", "worst frame", "mean finite PSNR (dB)", "min SSIM"],
                         rows, {1, 2, 3, 4}))
+    measured = sorted({s["measured"] for s in seqs if s.get("measured")})
+    if measured:
+        parts.append("<p class='note'>Measured once per backend (the summary's worst frame is the same value): "
+                     + "; ".join(_e(m) for m in measured) + ".</p>")
     if d.reference_frames is not None:
         parts.append("<h3>Worst frame per backend: reference | backend | amplified difference</h3><div class='grid'>")
         for s in seqs:

@@ -77,11 +77,19 @@ def run_backend(bundle, backend: str, threads: int | None = None) -> BackendResu
     return res
 
 
+def measured_on(bundle) -> str:
+    """What a bundle's pipeline figures measure: its golden clip against its own FP32 frames."""
+    g = bundle.manifest.get("golden", {})
+    n = (g.get("frames") or [0])[0]
+    return (f"{bundle.source.name}: golden clip ({n} frames, seed {g.get('seed', 0)}) replayed with its recorded "
+            f"noise, vs the PyTorch FP32 frames recorded at export")
+
+
 def run_runnable(bundle, backends: list[str] | None = None,
                  threads: int | None = None) -> tuple[list[BackendResult], dict[str, str]]:
     """`run_backend` on every exported backend of `bundle` that runs here (or those named), and
     {"target precision": why not} for the bundle's targets whose runtime is absent here."""
-    from edgeth.bench_bundle import runnable_backends
+    from edgeth.bench.bundle import runnable_backends
     from edgeth.runtime_py.backends import backend_for_target
 
     ok, why = runnable_backends(bundle, backends)
@@ -151,8 +159,6 @@ def report_data(results: list[BackendResult], *, summary: list[dict[str, Any]] |
                 bench: dict[str, Any] | None = None, title: str = "edgeth parity report",
                 skipped: dict[str, str] | None = None) -> ReportData:
     """Build the ReportData; `summary` defaults to one row per backend result (+ skipped targets)."""
-    from edgeth.runtime_py.parity import per_frame_curve
-
     bundles = list({id(r.bundle): r.bundle for r in results}.values())
     d = ReportData(title=title, bench=bench)
     if not bundles:
@@ -172,11 +178,14 @@ def report_data(results: list[BackendResult], *, summary: list[dict[str, Any]] |
         if r.target is None:  # the torch backend is the reference itself
             continue
         d.programs += _program_rows(r)
-        if r.frames is not None and r.frames.shape == ref.shape:
-            curve = per_frame_curve(ref, r.frames)
+        fc = r.frames_check()
+        if r.frames is not None and fc is not None and fc.detail.get("curve"):
+            # the very curve the frames check judged (vs this bundle's own golden frames): the
+            # summary's worst frame and this table's are one measurement, not two
+            curve = fc.detail["curve"]
             d.sequences.append({"label": r.label, "target": r.target, "precision": r.precision,
                                 "psnr": curve["psnr_db"], "ssim": curve["ssim"], "flow": frame_flow_curve(r.frames),
-                                "frames": r.frames})
+                                "frames": r.frames, "measured": measured_on(r.bundle)})
         for c in r.checks:
             if "token_agreement" in c.metrics:
                 d.tokens.append({"program": c.name, "label": r.label, "agreement": c.metrics["token_agreement"]})
@@ -185,6 +194,16 @@ def report_data(results: list[BackendResult], *, summary: list[dict[str, Any]] |
                                "flow": frame_flow_curve(ref), "frames": None})
     d.summary = summary if summary is not None else summary_rows(results, bench, skipped)
     return d
+
+
+def stage_figures(r: BackendResult) -> dict[str, dict[str, float]]:
+    """{stage: {metric: worst value}} of every pipeline stage check (kinds from the spec)."""
+    out = {}
+    for c in r.checks:
+        if c.name.startswith("pipeline/"):
+            keep = ("psnr_db", "ssim", "cosine", "token_agreement", "max_abs")
+            out[c.name.split("/", 1)[1]] = {k: v for k, v in c.metrics.items() if k in keep and isinstance(v, (int, float))}
+    return out
 
 
 def summary_rows(results: list[BackendResult], bench: dict[str, Any] | None = None,
@@ -198,7 +217,8 @@ def summary_rows(results: list[BackendResult], bench: dict[str, Any] | None = No
         fc = r.frames_check()
         b = pipe.get((r.backend, r.precision), {})
         rows.append({"target": r.target, "precision": r.precision, "status": "pass" if r.passed else "fail",
-                     "worst_psnr_db": fc.metrics.get("psnr_db") if fc else None,
+                     "worst_psnr_db": fc.metrics.get("psnr_db") if fc else None, "measured": measured_on(r.bundle),
+                     "stages": stage_figures(r),
                      "worst_frame": (fc.detail.get("curve") or {}).get("worst_frame") if fc else None,
                      "speed_ratio": b.get("speed_ratio"), "size_bytes": b.get("size_bytes"),
                      "reason": "" if r.passed else "; ".join(c.worst for c in r.checks if not c.passed)[:200]})

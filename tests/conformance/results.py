@@ -1,0 +1,2 @@
+"""Live conformance statuses of this session (written to edgeth/conformance.json when recording)."""
+RESULTS: dict[str, dict[str, str]] = {}
