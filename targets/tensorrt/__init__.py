@@ -47,6 +47,12 @@ class TensorRTTarget(Target):
 
         return export(self, program, plan, Path(out_dir))
 
+    def attach_golden(self, artifact_dir: Path, artifact: Artifact, inputs: list, outputs: list) -> list[str]:
+        """Golden vectors as Polygraphy data files + the recipe's `polygraphy run` line (polygraphy_data.py)."""
+        from edgeth.targets.tensorrt.polygraphy_data import attach_golden
+
+        return attach_golden(Path(artifact_dir), artifact, inputs, outputs)
+
     def runner(self, artifact_dir: Path, entry: dict[str, Any], threads: int | None = None):
         avail = self.runtime_available()
         if not avail.ok:
