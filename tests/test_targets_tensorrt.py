@@ -247,6 +247,24 @@ def test_build_script_dry_run(fixture_bundle, tmp_path):
     assert bad.returncode == 2 and "unknown option" in bad.stderr
 
 
+def test_build_script_writes_provenance_beside_each_engine(fixture_bundle, tmp_path):
+    """The shell path end to end with a stand-in for trtexec (it writes --saveEngine and logs a version)."""
+    d = shutil.copytree(_trt_dir(fixture_bundle), tmp_path / "trt")
+    stub = tmp_path / "trtexec"
+    stub.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in --saveEngine=*) echo engine > "${a#--saveEngine=}";; esac; done\n'
+                    'echo "[I] TensorRT version: 10.3.0"\n')
+    stub.chmod(0o755)
+    res = subprocess.run(["sh", "build_engine.sh", "--dla-core", "0"], cwd=d, capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "TRTEXEC": str(stub)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    for recipe in d.glob("*.trt.json"):
+        r = json.loads(recipe.read_text())
+        rec = json.loads(device.record_path(d / r["engine"]).read_text())
+        assert rec["tensorrt"] == "10.3.0" and rec["builder"] == "trtexec" and rec["dla_core"] == 0
+        assert rec["onnx_sha256"] == device.sha256(d / r["onnx"]) and rec["engine_sha256"] == device.sha256(d / r["engine"])
+        assert rec["timing_cache"] == "timing.cache" and rec["workspace_mb"] == 1024 and rec["flags"] == r["flags"]
+
+
 def _record(tmp_path: Path) -> tuple[dict, dict, str]:
     (tmp_path / "m.onnx").write_bytes(b"onnx")
     recipe = {"program": "m", "onnx": "m.onnx", "engine": "m.engine", "precision": "fp16", "flags": ["--fp16"]}

@@ -49,6 +49,7 @@ BUILD_SCRIPT = """#!/usr/bin/env sh
 #   sh build_engine.sh [--dry-run] [--verify] [--dla-core N] [--workspace MB] [--timing-cache FILE]
 #   --dry-run   print the commands, run nothing      --verify  then run each recipe's polygraphy line
 #   --dla-core  build for DLA core N (Orin), layers DLA cannot run fall back to the GPU
+# trtexec gets the recipe's "trtexec_args" + these options (python3 trt_device.py args RECIPE).
 # TRTEXEC=/usr/src/tensorrt/bin/trtexec and POLYGRAPHY=... override the tools on PATH.
 set -eu
 cd "$(dirname "$0")"
@@ -62,7 +63,7 @@ while [ $# -gt 0 ]; do
     --dla-core) DLA="$2"; shift ;;
     --workspace) WS="$2"; shift ;;
     --timing-cache) CACHE="$2"; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 — see sh build_engine.sh --help" >&2; exit 2 ;;
   esac
   shift
@@ -78,7 +79,7 @@ for recipe in *.trt.json; do
   # shellcheck disable=SC2086
   echo "$TRTEXEC" $args
   echo "python3 trt_device.py write $recipe $OPTS --log $program.build.log"
-  check=$(python3 -c 'import json, sys, shlex; print(shlex.join(json.load(open(sys.argv[1])).get("polygraphy_args", [])))' "$recipe")
+  check=$(python3 -c 'import json, sys; print(" ".join(json.load(open(sys.argv[1])).get("polygraphy_args", [])))' "$recipe")
   [ "$VERIFY" = 1 ] && echo "$POLYGRAPHY run $check"
   [ "$DRY" = 1 ] && continue
   # shellcheck disable=SC2086
@@ -86,7 +87,7 @@ for recipe in *.trt.json; do
   python3 trt_device.py write "$recipe" $OPTS --log "$program.build.log"
   if [ "$VERIFY" = 1 ]; then
     # shellcheck disable=SC2086
-    eval "\"$POLYGRAPHY\" run $check"
+    "$POLYGRAPHY" run $check
   fi
 done
 """
