@@ -99,7 +99,7 @@ def test_tensorrt_export_writes_onnx_recipe_and_build_script(tmp_path, programs)
     t = get_target("tensorrt")
     p = programs["renderer"]
     art = t.export(p, None, tmp_path)
-    assert art.files == ["renderer.onnx", "renderer.trt.json", "build_engine.sh"]
+    assert art.files == ["renderer.onnx", "renderer.trt.json", "build_engine.sh", "trt_device.py"]
     assert json.loads(json.dumps(art.report))["trtexec"].startswith("trtexec --onnx=renderer.onnx")
     onnx.checker.check_model(str(tmp_path / "renderer.onnx"), full_check=True)
     rec = json.loads((tmp_path / "renderer.trt.json").read_text())

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("export", "cli", "Export a checkpoint into a verified bundle for one or more targets."),
     "verify": ("verify", "cli", "Check a bundle (or outputs dumped on a device) against its golden vectors."),
     "run": ("run", "cli", "Run a bundle's whole pipeline on a chosen backend and write an mp4."),
+    "lint": ("lint", "cli", "Check a bundle's artifacts against a target's rules (TensorRT parser, QDQ, profiles)."),
     "inspect": ("inspect", "cli", "Print a bundle's manifest in readable form."),
     "targets": ("targets", "cli", "List export targets and runtimes, and why one is unavailable."),
     "models": ("models", "cli", "List registered model families and their presets."),

@@ -4,8 +4,9 @@ See README.md for the artifact layout and how to build the engine on a Jetson.
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
-from edgeth.targets import Availability, Target, register_target
+from edgeth.targets import Artifact, Availability, Target, register_target
 
 NOT_INSTALLED = "tensorrt is not installed: pip install edgeth[tensorrt] on a machine with an NVIDIA GPU"
 NO_GPU = "no NVIDIA GPU"
@@ -31,3 +32,9 @@ class TensorRTTarget(Target):
         if not torch.cuda.is_available():
             return Availability(False, NO_GPU)
         return Availability(True, "")
+
+    def attach_golden(self, artifact_dir: Path, artifact: Artifact, inputs: list, outputs: list) -> list[str]:
+        """Golden vectors as Polygraphy data files + the recipe's `polygraphy run` line (polygraphy_data.py)."""
+        from edgeth.targets.tensorrt.polygraphy_data import attach_golden
+
+        return attach_golden(Path(artifact_dir), artifact, inputs, outputs)
