@@ -275,7 +275,7 @@ def test_wrong_input_shape_is_input_error(fixture_bundle):
 
 
 def test_measured_times_live_only_in_created():
-    from edgeth.bundle.export import split_volatile
+    from edgeth.bundle.records import split_volatile
 
     rec = {"int8": {"seconds": 12.3, "calibration": {"clips": 4}, "mixed": {"budget": {"psnr": 35}, "timing": {"backend_s": 1.0}}}}
     stable, moved = split_volatile(rec)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgeth.bundle import golden as G
+from edgeth.bundle import records as R
 from edgeth.bundle.io import hash_tree, write_manifest, write_tar
 from edgeth.bundle.manifest import FORMAT, FORMAT_VERSION, tool_versions, validate
 from edgeth.bundle.reference import copy_reference, resolve_family, run_preset
@@ -86,11 +86,6 @@ def sample_input(spec, seed: int = 0, seconds: float | None = None) -> tuple[np.
         return read_image(png, size=spec.image_size), read_audio(wav, sample_rate=spec.audio.get("sample_rate", 16000))
 
 
-def _json_clean(obj: Any) -> Any:
-    """JSON-safe and deterministic (sorted keys, tuples as lists, odd objects as strings)."""
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
-
-
 def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = None,
                   targets: list[str] | None = None, precision: str = "fp32", plans: dict[str, Any] | None = None,
                   image: np.ndarray | None = None, audio: np.ndarray | None = None, seed: int = 0,
@@ -102,100 +97,54 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
     `precision` is one precision for every target, or per target ("executorch=int8,onnx=fp16");
     `quantize` holds the quantization options (budget, calib_dir, calib_clips, cache_dir) for
     edgeth.quantize.planning.make_plans."""
-    from tqdm import tqdm
-
-    from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
-    from edgeth.runtime_py.torch_backend import torch_call
-    from edgeth.targets import get_target
-
     run_dir, out = Path(run_dir), Path(out)
     _check_out(out)
     t = {"start": time.perf_counter()}
-    family = resolve_family(run_dir, model)
-    run = family.load(run_dir)
-    programs = list(family.programs(run))
-    spec = family.pipeline(run)
-    by_name = {p.name: p for p in programs}
-    missing = [n for n in spec.programs if n not in by_name]
-    if missing:
-        raise InputError(f"pipeline names programs the family did not build: {', '.join(missing)}",
-                         "this is a model-family bug; report it")
+    family, programs, spec = _load_family(run_dir, model)
     target_list = resolve_targets(targets)
     options = spec.parse_options(options)
     quant_record: dict[str, Any] = {}
+    per_target: dict[str, dict[str, Any]] = {}
     if plans is None:
         plans, per_target, quant_record = _quantization_plans(programs, spec, precision, target_list, quantize, seed,
                                                               options, threads, progress)
-    else:
-        per_target = {}
-
     preflight = _preflight(target_list, programs)
     t["preflight"] = time.perf_counter()
-
-    if image is None or audio is None:
-        image, audio = sample_input(spec, seed, seconds)
-    from edgeth.runtime_py.pipeline import check_audio, check_image
-
-    image, audio = check_image(image), check_audio(audio)
-    recorder = G.GoldenRecorder(torch_call(programs), golden_calls)
-    noise = SeededNoise(seed)
-    result = get_pipeline(spec.kind)(spec, recorder, image=image, audio=audio, noise=noise, progress=progress, **options)
-    _check_stages(spec, result)
+    ref = _reference_run(programs, spec, image, audio, seed, seconds, options, golden_calls, progress)
     t["reference"] = time.perf_counter()
 
     with atomic_path(out, is_dir=True) as tmp:
         ref_files, ckpt_sha = copy_reference(family, run_dir, tmp / "reference")
-        records = _golden_files(tmp, programs, recorder)
-        pipe_arrays = G.pipeline_arrays(image, audio, result.frames, noise.drawn, result.extras,
+        records = _golden_files(tmp, programs, ref.recorder)
+        pipe_arrays = G.pipeline_arrays(ref.image, ref.audio, ref.result.frames, ref.noise.drawn, ref.result.extras,
                                         stages=spec.stage_names() if spec.stages else None)
         (tmp / "golden").mkdir(exist_ok=True)
         G.save_npz(tmp / "golden" / "pipeline.npz", pipe_arrays)
         _, extras = G.split_pipeline(pipe_arrays)
-
-        artifacts: dict[str, dict[str, Any]] = {p.name: {} for p in programs}
-        bar = tqdm(total=len(target_list) * len(programs), desc="export", unit="program", disable=not progress)
-        for target in target_list:
-            tgt = get_target(target)
-            (tmp / target).mkdir(exist_ok=True)
-            for p in programs:
-                bar.set_postfix_str(f"{target}:{p.name}")
-                plan = per_target.get(target, plans)[p.name]
-                art = export_program(tgt, p, plan, tmp / target)
-                calls = recorder.calls.get(p.name, [])
-                if calls and hasattr(tgt, "attach_golden"):
-                    extra = tgt.attach_golden(tmp / target, art, [c[0] for c in calls], [c[1] for c in calls]) or []
-                    art.files = list(art.files) + [f for f in extra if f not in art.files]
-                artifacts[p.name][target] = _artifact_record(art, p, plan, preflight[target][p.name])
-                bar.update(1)
-        bar.close()
+        artifacts = _export_artifacts(tmp, target_list, programs, plans, per_target, preflight, ref.recorder, progress)
         t["export"] = time.perf_counter()
 
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "created": {"at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")},
-            "producer": {"edgeth": _edgeth_version(), "tools": tool_versions()},
+            "producer": {"edgeth": R.edgeth_version(), "tools": tool_versions()},
             "model": {"family": family.name, "preset": run_preset(run_dir), "checkpoint_sha256": ckpt_sha,
                       "reference": ref_files},
             "precision": precision,
-            "targets": {tg: _target_record(tg, programs, artifacts, extras, spec) for tg in target_list},
+            "targets": {tg: R.target_record(tg, programs, artifacts, extras, spec) for tg in target_list},
             "programs": [{"name": p.name, **p.signature_json(), "golden": records[p.name], "artifacts": artifacts[p.name]}
                          for p in programs],
             "pipeline": spec.to_json(),
             "golden": {"file": "golden/pipeline.npz", "seed": int(seed), "options": options,
-                       "noise": sorted(noise.drawn), "extras": sorted(extras),
-                       "frames": list(np.shape(result.frames)), "image": list(image.shape),
-                       "audio_samples": int(audio.shape[0])},
-            "tolerances": _tolerance_table(),
+                       "noise": sorted(ref.noise.drawn), "extras": sorted(extras),
+                       "frames": list(np.shape(ref.result.frames)), "image": list(ref.image.shape),
+                       "audio_samples": int(ref.audio.shape[0])},
+            "tolerances": R.tolerance_table(),
             "files": {},
         }
-        if quant_record:
-            stable, measured = split_volatile(quant_record)
-            manifest["quantization"] = stable
-            if measured:
-                manifest["created"]["quantization"] = measured
-            _budget_tolerances(manifest["targets"], stable)
-        manifest = _json_clean(manifest)
-        checks, verified = _verify_exports(tmp, manifest, recorder, threads, progress)
+        R.add_quantization(manifest, quant_record)
+        manifest = R.json_clean(manifest)
+        checks, verified = _verify_exports(tmp, manifest, ref.recorder, threads, progress)
         for tg, rec in manifest["targets"].items():
             rec["verified_at_export"] = tg in verified  # False: exported here, runs elsewhere (Core ML on Linux)
         t["verify"] = time.perf_counter()
@@ -208,31 +157,75 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
     return ExportResult(out, tar_path, manifest, checks, _durations(t))
 
 
+def _load_family(run_dir: Path, model: str | None):
+    """(family, programs, spec) of a run; the spec must name only programs the family built."""
+    family = resolve_family(run_dir, model)
+    run = family.load(run_dir)
+    programs = list(family.programs(run))
+    spec = family.pipeline(run)
+    built = {p.name for p in programs}
+    missing = [n for n in spec.programs if n not in built]
+    if missing:
+        raise InputError(f"pipeline names programs the family did not build: {', '.join(missing)}",
+                         "this is a model-family bug; report it")
+    return family, programs, spec
+
+
+@dataclass
+class _Reference:
+    image: np.ndarray
+    audio: np.ndarray
+    recorder: G.GoldenRecorder
+    noise: Any
+    result: Any
+
+
+def _reference_run(programs, spec, image, audio, seed, seconds, options, golden_calls, progress) -> _Reference:
+    """The PyTorch FP32 pipeline on the sample input, recording golden calls, noise and stages."""
+    from edgeth.runtime_py.pipeline import check_audio, check_image
+    from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
+    from edgeth.runtime_py.torch_backend import torch_call
+
+    if image is None or audio is None:
+        image, audio = sample_input(spec, seed, seconds)
+    image, audio = check_image(image), check_audio(audio)
+    recorder = G.GoldenRecorder(torch_call(programs), golden_calls)
+    noise = SeededNoise(seed)
+    result = get_pipeline(spec.kind)(spec, recorder, image=image, audio=audio, noise=noise, progress=progress, **options)
+    _check_stages(spec, result)
+    return _Reference(image, audio, recorder, noise, result)
+
+
+def _export_artifacts(tmp: Path, target_list, programs, plans, per_target, preflight, recorder,
+                      progress) -> dict[str, dict[str, Any]]:
+    """Every program through every target (+ target-native golden files): {program: {target: record}}."""
+    from tqdm import tqdm
+
+    from edgeth.targets import get_target
+
+    artifacts: dict[str, dict[str, Any]] = {p.name: {} for p in programs}
+    bar = tqdm(total=len(target_list) * len(programs), desc="export", unit="program", disable=not progress)
+    for target in target_list:
+        tgt = get_target(target)
+        (tmp / target).mkdir(exist_ok=True)
+        for p in programs:
+            bar.set_postfix_str(f"{target}:{p.name}")
+            plan = per_target.get(target, plans)[p.name]
+            art = export_program(tgt, p, plan, tmp / target)
+            calls = recorder.calls.get(p.name, [])
+            if calls:
+                extra = tgt.attach_golden(tmp / target, art, [c[0] for c in calls], [c[1] for c in calls]) or []
+                art.files = list(art.files) + [f for f in extra if f not in art.files]
+            artifacts[p.name][target] = R.artifact_record(art, p, plan, preflight[target][p.name])
+            bar.update(1)
+    bar.close()
+    return artifacts
+
+
 def _durations(t: dict[str, float]) -> dict[str, float]:
     """Seconds per step from consecutive perf_counter marks."""
     keys = list(t)
     return {keys[i]: round(t[keys[i]] - t[keys[i - 1]], 3) for i in range(1, len(keys))}
-
-
-VOLATILE_KEYS = ("seconds", "timing")
-
-
-def split_volatile(obj: Any, path: str = "") -> tuple[Any, dict[str, Any]]:
-    """(obj without measured times, {dotted path: removed value}).
-
-    Wall times differ between two exports of one checkpoint, so they live in the manifest's
-    one volatile field (`created`), never beside the deterministic records."""
-    if not isinstance(obj, dict):
-        return obj, {}
-    stable, moved = {}, {}
-    for k, v in obj.items():
-        where = f"{path}.{k}" if path else k
-        if k in VOLATILE_KEYS:
-            moved[where] = v
-        else:
-            stable[k], sub = split_volatile(v, where)
-            moved.update(sub)
-    return stable, moved
 
 
 def _quantization_plans(programs, spec, precision: str, targets: list[str], quantize, seed, options, threads,
@@ -280,19 +273,6 @@ def _precision_per_target(precision: str, targets: list[str]) -> dict[str, str]:
     for t in targets:
         out.setdefault(t, "fp32")
     return out
-
-
-def _budget_tolerances(target_records: dict[str, Any], quant_record: dict[str, Any]) -> None:
-    """A mixed plan's budget is its targets' end-to-end tolerance on the stage it names."""
-    from edgeth.quantize.budget import budget_tolerances
-
-    mixed = (quant_record.get("mixed") or {}).get("mixed") or {}
-    bounds = budget_tolerances(mixed.get("budget"))
-    for rec in target_records.values():
-        if rec.get("precision") != "mixed":
-            continue
-        for stage, tol in bounds.items():
-            rec.setdefault("tolerances", {}).setdefault(stage, {}).update(tol)
 
 
 def _check_stages(spec, result) -> None:
@@ -352,42 +332,6 @@ def _golden_files(root: Path, programs: list, recorder: G.GoldenRecorder) -> dic
         G.save_npz(root / rel, G.program_arrays(p.input_names, p.output_names, calls))
         out[p.name] = {"file": rel, "calls": len(calls), "calls_total": recorder.counts[p.name]}
     return out
-
-
-def _artifact_record(art, program, plan, preflight: list) -> dict[str, Any]:
-    from edgeth.tolerances import tolerance_for
-
-    return {"files": list(art.files), "precision": art.precision,
-            "quantization": plan.to_json() if plan is not None else {"precision": "fp32"},
-            "report": art.report, "preflight": preflight,
-            "tolerances": {s.name: tolerance_for(art.precision, s.kind) for s in program.outputs}}
-
-
-def _target_record(target: str, programs: list, artifacts: dict, extras: dict, spec) -> dict[str, Any]:
-    """The target's precision and its end-to-end tolerance per recorded stage (by stage name,
-    from the row of the kind the spec declares for it)."""
-    from edgeth.tolerances import tolerance_for
-
-    # programs pinned to a precision (the FP32 log-mel frontend) do not make an INT8 target "mixed"
-    free = [p for p in programs if not p.meta.get("precision")] or list(programs)
-    precs = {artifacts[p.name][target]["precision"] for p in free}
-    prec = precs.pop() if len(precs) == 1 else "mixed"
-    tol = {"frames": tolerance_for(prec, "frames")}
-    for k in extras:
-        tol[k] = tolerance_for(prec, spec.stage_kind(k))
-    return {"precision": prec, "tolerances": tol}
-
-
-def _tolerance_table() -> dict[str, Any]:
-    from edgeth.tolerances import table_json
-
-    return table_json()
-
-
-def _edgeth_version() -> str:
-    import edgeth
-
-    return edgeth.__version__
 
 
 def _verify_exports(root: Path, manifest: dict, recorder: G.GoldenRecorder, threads: int | None,

@@ -81,8 +81,6 @@ class Bundle:
 
     def tolerance(self, program: str, output: str, target: str | None = None) -> dict[str, float]:
         """The tolerance a port of `program`'s `output` must meet (fp32 row for the reference)."""
-        from edgeth.tolerances import tolerance_for
-
         p = self.program(program)
         if target and target in p["artifacts"]:
             tol = p["artifacts"][target]["tolerances"].get(output)
