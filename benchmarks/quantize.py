@@ -3,11 +3,12 @@
 Per program and end to end (the whole talking-head pipeline on one clip), for each target
 and precision: latency as a ratio to PyTorch eager FP32 and to the same backend in FP32,
 artifact size ratio, and parity against the FP32 reference (per program: PSNR for images,
-cosine otherwise; end to end: worst-frame and mean PSNR, SSIM of the frames, cosine of the
-motion codes). Printed, not asserted.
+cosine otherwise; end to end: one figure per stage the family's PipelineSpec declares —
+worst-frame and mean PSNR and min SSIM of the frames, worst per-frame cosine of continuous
+stages, agreement of discrete ones; runtime_py.parity.stage_quality). Printed, not asserted.
 
   python benchmarks/quantize.py --preset mobile --programs renderer --targets executorch \\
-      --precisions fp32,int8,mixed --budget psnr=35 --json bench_quant.json
+      --precisions fp32,int8,mixed --budget frames:psnr=35 --json bench_quant.json
 
 Weights: --ckpt RUN (a trained run), else a fresh run of --preset with random weights (the
 layers an untrained run zero-initialises get small random weights, so no program is a
@@ -57,16 +58,6 @@ def output_parity(kind: str, ref, got) -> dict:
     return {"cosine": parity.cosine(ref, got), "sqnr_db": parity.sqnr_db(ref, got)}
 
 
-def e2e_parity(ref, got) -> dict:
-    from edgeth.runtime_py import parity
-
-    curve = parity.per_frame_curve(ref.frames, got.frames)
-    out = {"min_psnr_db": curve["min_psnr_db"], "mean_psnr_db": curve["mean_psnr_db"], "min_ssim": curve["min_ssim"]}
-    if "motion" in ref.extras and "motion" in got.extras:
-        out["motion_cosine"] = parity.cosine(ref.extras["motion"], got.extras["motion"])
-    return out
-
-
 def make_plans(args, programs, spec, calib, clip, progress):
     from edgeth.quantize.budget import Budget
     from edgeth.quantize.mixed import search_mixed
@@ -86,7 +77,7 @@ def make_plans(args, programs, spec, calib, clip, progress):
             b = Budget.parse(args.budget, spec)
 
             def run(call):
-                res = drive(spec, call, image=clip[0], audio=clip[1], noise=SeededNoise(0), steps=args.steps)
+                res = drive(spec, call, image=clip[0], audio=clip[1], noise=SeededNoise(0), **args.opts)
                 return b.output(res)
 
             from edgeth.quantize.calibrate import torch_call
@@ -103,7 +94,7 @@ def make_plans(args, programs, spec, calib, clip, progress):
     return plans, mixed
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="ifmdm")
     ap.add_argument("--preset", default="mobile")
@@ -111,11 +102,12 @@ def main(argv=None) -> int:
     ap.add_argument("--programs", default="all", help="programs exported per precision (others run FP32 eager)")
     ap.add_argument("--targets", default="executorch,onnx")
     ap.add_argument("--precisions", default="fp32,fp16,int8,int8-weights,mixed")
-    ap.add_argument("--budget", default="psnr=35")
+    ap.add_argument("--budget", default="frames:psnr=35")
     ap.add_argument("--mixed-programs", default=None, help="programs the mixed search quantizes (default: --programs)")
     ap.add_argument("--calib-clips", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=2.0)
-    ap.add_argument("--steps", type=int, default=10, help="DDIM steps of the end-to-end runs")
+    ap.add_argument("--opt", action="append", default=["steps=10"], metavar="NAME=VALUE",
+                    help="pipeline option of the family (default steps=10 for the diffusion families)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
@@ -124,6 +116,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     args.targets = [t for t in args.targets.split(",") if t]
     args.precisions = [p for p in args.precisions.split(",") if p]
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
 
     import logging
     import warnings
@@ -137,18 +134,18 @@ def main(argv=None) -> int:
     from edgeth.quantize.planning import calibration_clips
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
     from edgeth.runtime_py.torch_backend import torch_call
-    from edgeth.targets import get_target
-    from edgeth.targets.common import path_size, runner_entry
-
     torch.set_num_threads(args.threads)
     t0 = time.time()
     programs, spec = build(args)
+    given = dict(o.partition("=")[::2] for o in args.opt)  # the default steps=10 applies where declared
+    declared = {o.name for o in spec.options}
+    args.opts = spec.parse_options({k: v for k, v in given.items() if k in declared or not declared})
     names = [p.name for p in programs] if args.programs == "all" else args.programs.split(",")
     args.mixed_programs = args.mixed_programs.split(",") if args.mixed_programs else names
     chosen = [p for p in programs if p.name in names]
     cl = calibration_clips(spec, None, args.calib_clips, args.seed, args.seconds)
-    opts = {"steps": args.steps}
-    calib = cached_capture(Path.home() / ".cache" / "edgeth" / "calibration", programs, spec, cl, progress=not args.quiet, **opts)
+    calib = cached_capture(Path.home() / ".cache" / "edgeth" / "calibration", programs, spec, cl, progress=not args.quiet,
+                           **args.opts)
     log = {"setup_s": round(time.time() - t0, 1), "calibration": calib.summary()}
 
     plans, mixed = make_plans(args, programs, spec, calib, cl[0], not args.quiet)
@@ -157,13 +154,30 @@ def main(argv=None) -> int:
     eager = torch_call(programs, threads=args.threads)
 
     def pipeline(call):
-        return drive(spec, call, image=cl[0][0], audio=cl[0][1], noise=SeededNoise(0), steps=args.steps)
+        return drive(spec, call, image=cl[0][0], audio=cl[0][1], noise=SeededNoise(0), **args.opts)
 
     ref = pipeline(eager)
     inputs = {p.name: calib.for_program(p.name, 3) for p in chosen}
     base = {p.name: median_time(lambda p=p: eager(p.name, list(inputs[p.name][0])), args.repeat) for p in chosen}
     base_e2e = median_time(lambda: pipeline(eager), max(1, args.repeat // 3))
-    rows, fp32_backend = [], {}
+    rows: list = []
+    measure_targets(args, chosen, plans, eager, inputs, base, base_e2e, pipeline, ref, spec, rows)
+    log.update(rows=rows, eager_ms={k: round(v * 1e3, 2) for k, v in base.items()}, eager_e2e_ms=round(base_e2e * 1e3, 1),
+               preset=args.preset, weights=args.ckpt or "random", threads=args.threads, options=args.opts,
+               total_s=round(time.time() - t0, 1))
+    print_table(log)
+    if args.json:
+        Path(args.json).write_text(json.dumps(log, indent=2, default=str) + "\n")
+    return 0
+
+
+def measure_targets(args, chosen, plans, eager, inputs, base, base_e2e, pipeline, ref, spec, rows) -> None:
+    """Rows per target x precision: each chosen program, then the whole pipeline."""
+    from edgeth.runtime_py.parity import stage_quality
+    from edgeth.targets import get_target
+    from edgeth.targets.common import path_size, runner_entry
+
+    fp32_backend: dict = {}
     for target in args.targets:
         tgt = get_target(target)
         if not (tgt.available().ok and tgt.runtime_available().ok):
@@ -205,22 +219,16 @@ def main(argv=None) -> int:
                     fp32_backend[(target, "__e2e__")] = (sec, 0)
                 rows.append({"target": target, "precision": prec, "program": "end-to-end", "ms": round(sec * 1e3, 1),
                              "x_eager_fp32": round(base_e2e / sec, 2), "x_backend_fp32": round(fb[0] / sec, 2) if fb else None,
-                             **{k: round(v, 4) for k, v in e2e_parity(ref, got).items()}})
-    log.update(rows=rows, eager_ms={k: round(v * 1e3, 2) for k, v in base.items()}, eager_e2e_ms=round(base_e2e * 1e3, 1),
-               preset=args.preset, weights=args.ckpt or "random", threads=args.threads, steps=args.steps,
-               total_s=round(time.time() - t0, 1))
-    print_table(log)
-    if args.json:
-        Path(args.json).write_text(json.dumps(log, indent=2, default=str) + "\n")
-    return 0
+                             **{k: round(v, 4) for k, v in stage_quality(spec, ref, got).items()}})
 
 
 def print_table(log) -> None:
-    cols = ("target", "precision", "program", "ms", "x_eager_fp32", "x_backend_fp32", "size_mb", "size_vs_fp32",
-            "psnr_db", "ssim", "cosine", "min_psnr_db", "mean_psnr_db", "min_ssim", "motion_cosine")
     rows = log["rows"]
+    stage_cols = [k for r in rows for k in r if " " in k]
+    cols = ("target", "precision", "program", "ms", "x_eager_fp32", "x_backend_fp32", "size_mb", "size_vs_fp32",
+            "psnr_db", "ssim", "cosine", *dict.fromkeys(stage_cols))
     print(f"eager FP32 ms: {log['eager_ms']}, end-to-end {log['eager_e2e_ms']} ms "
-          f"({log['preset']}, {log['weights']} weights, {log['threads']} threads, {log['steps']} steps)")
+          f"({log['preset']}, {log['weights']} weights, {log['threads']} threads, options {log['options']})")
     print("  ".join(f"{c:>12}" for c in cols))
     for r in rows:
         if "error" in r:

@@ -245,6 +245,23 @@ class PipelineSpec:
         name = default or role
         return name if name in self.programs else None
 
+    def check_programs(self, programs: list["Program"]) -> None:
+        """Every program the spec names was built, and its declared io wiring has one name per
+        program input and output (the wiring a device app reads from the manifest)."""
+        from edgeth.errors import InputError
+
+        built = {p.name: p for p in programs}
+        missing = [n for n in self.programs if n not in built]
+        if missing:
+            raise InputError(f"pipeline names programs the family did not build: {', '.join(missing)}",
+                             "this is a model-family bug; report it")
+        for name, wiring in self.io.items():
+            p = built[name]
+            for side, specs in (("inputs", p.inputs), ("outputs", p.outputs)):
+                if len(wiring.get(side, [])) != len(specs):
+                    raise InputError(f"pipeline io of {name!r} lists {len(wiring.get(side, []))} {side}, the program "
+                                     f"has {len(specs)}", "this is a model-family bug: fix its PipelineSpec.io")
+
     # -- options -----------------------------------------------------------------------------
     def option(self, name: str) -> OptionSpec:
         from edgeth.errors import InputError

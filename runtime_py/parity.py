@@ -279,3 +279,36 @@ def compare_frames(ref_frames, got_frames, tol: dict[str, float] | None = None, 
     passed, worst = judge(m, tol)
     worst = f"{worst} at frame {curve['worst_frame']}"
     return Check(name, m, passed, worst, tol, {"curve": curve})
+
+
+def worst_row_cosine(ref, got) -> float:
+    """The lowest cosine over rows (frames) of two [T, ...] arrays (a whole-array cosine for 1-D)."""
+    r, g = _f64(ref), _f64(got)
+    _check_shapes(r, g)
+    if r.ndim < 2:
+        return cosine(r, g)
+    return min(cosine(a, b) for a, b in zip(r.reshape(r.shape[0], -1), g.reshape(g.shape[0], -1)))
+
+
+def stage_quality(spec: Any, ref: Any, got: Any) -> dict[str, float]:
+    """One figure set per recorded stage of two pipeline results (kinds from the spec):
+    frames -> worst/mean PSNR and min SSIM; indices -> token agreement; any other kind ->
+    worst per-frame cosine. Keys are "<stage> <metric>"."""
+    out: dict[str, float] = {}
+    curve = per_frame_curve(ref.frames, got.frames)
+    out.update({"frames min_psnr_db": curve["min_psnr_db"], "frames mean_psnr_db": curve["mean_psnr_db"],
+                "frames min_ssim": curve["min_ssim"]})
+    for stage in spec.stage_names():
+        if stage == "frames" or stage not in ref.extras or stage not in got.extras:
+            continue
+        kind = spec.stage_kind(stage)
+        a, b = np.asarray(ref.extras[stage]), np.asarray(got.extras[stage])
+        if a.shape != b.shape:
+            continue
+        if kind == "indices":
+            out[f"{stage} agreement"] = token_agreement(a, b)
+        elif kind in ("image", "frames"):
+            out[f"{stage} psnr_db"] = psnr_db(a, b)
+        else:
+            out[f"{stage} min_cosine"] = worst_row_cosine(a, b)
+    return out

@@ -163,11 +163,7 @@ def _load_family(run_dir: Path, model: str | None):
     run = family.load(run_dir)
     programs = list(family.programs(run))
     spec = family.pipeline(run)
-    built = {p.name for p in programs}
-    missing = [n for n in spec.programs if n not in built]
-    if missing:
-        raise InputError(f"pipeline names programs the family did not build: {', '.join(missing)}",
-                         "this is a model-family bug; report it")
+    spec.check_programs(programs)
     return family, programs, spec
 
 

@@ -138,14 +138,28 @@ def _img(uri: str, alt: str) -> str:
     return f'<img src="{uri}" alt="{_e(alt)}">'
 
 
+def stage_note(stages: dict[str, dict[str, float]]) -> str:
+    """"motion cosine 0.9993, indices agreement 1.000" for the non-video stages."""
+    short = {"token_agreement": "agreement", "cosine": "cosine", "psnr_db": "PSNR"}
+    parts = []
+    for stage, m in stages.items():
+        if stage == "frames":
+            continue
+        key = next((k for k in short if k in m), None)
+        if key:
+            parts.append(f"{stage} {short[key]} {fmt(m[key])}")
+    return ", ".join(parts)
+
+
 def summary_rows(summary: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    headers = ["target", "precision", "result", "worst-frame PSNR (dB)", "speed vs eager", "size", "note"]
+    headers = ["target", "precision", "result", "worst-frame PSNR (dB)", "other stages", "speed vs eager", "size", "note"]
     rows = []
     for r in summary:
         ratio = r.get("speed_ratio")
         rows.append([_e(r.get("target", "")), _e(r.get("precision", "")), _status(r.get("status")),
-                     _e(fmt(r.get("worst_psnr_db"))), _e(f"{ratio:.2f}x" if ratio else "n/a"),
-                     _e(fmt_bytes(r.get("size_bytes"))), _e(r.get("reason", ""))])
+                     _e(fmt(r.get("worst_psnr_db"))), _e(stage_note(r.get("stages") or {})),
+                     _e(f"{ratio:.2f}x" if ratio else "n/a"), _e(fmt_bytes(r.get("size_bytes"))),
+                     _e(r.get("reason", ""))])
     return headers, rows
 
 
@@ -153,7 +167,7 @@ def _section_summary(d: ReportData) -> str:
     if not d.summary:
         return "<h2>Summary</h2><p class='na'>no targets were built</p>"
     headers, rows = summary_rows(d.summary)
-    return "<h2>Summary</h2>" + _table(headers, rows, {3, 4})
+    return "<h2>Summary</h2>" + _table(headers, rows, {3, 5})
 
 
 def _section_programs(d: ReportData) -> str:

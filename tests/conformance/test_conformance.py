@@ -28,11 +28,9 @@ from edgeth.conformance import case_id, load_record
 from edgeth.models import model_names
 from edgeth.quantize.plan import PRECISIONS
 from edgeth.targets import target_names
-
-from skips import declared_skip  # tests/conformance is on sys.path (its conftest)
+from results import RESULTS  # shared with conftest, which writes the record (tests/conformance on sys.path)
 
 RECORDING = os.environ.get("EDGETH_RECORD_CONFORMANCE", "") not in ("", "0")
-from results import RESULTS  # noqa: E402 (shared with conftest, which writes the record)
 CASES = [(f, t, p) for f in model_names() for t in target_names() for p in PRECISIONS]
 
 
@@ -48,55 +46,14 @@ def _conclude(case: str, status: str, reason: str = "") -> None:
                                       "re-record with EDGETH_RECORD_CONFORMANCE=1 if this change is intended")
 
 
-def _skip(case: str, condition: str) -> None:
-    reason = declared_skip(case, condition)
-    assert reason, f"{case}: {condition} here, and tests/conformance/skips.py declares no skip for it"
-    _conclude(case, "skipped", reason)
-    pytest.skip(reason)
-
-
 @pytest.mark.parametrize("family,target,precision", CASES, ids=[case_id(*c) for c in CASES])
 def test_conformance(family, target, precision, conformance_export):
-    from edgeth.build import target_precisions
-    from edgeth.bundle.io import load_bundle
-    from edgeth.runtime_py.backends import backend_for_target
-    from edgeth.runtime_py.verify import verify_bundle
-    from edgeth.targets import get_target
+    from conformance_support import run_case
 
-    case = case_id(family, target, precision)
-    tgt = get_target(target)
-    if precision not in target_precisions(target):
-        _skip(case, "unsupported")
-    assert tgt.available().ok, f"{target} cannot export here: {tgt.available().reason}"
-
-    exported = conformance_export(family, precision)
-    assert target not in exported.fails, f"{case}: {exported.fails.get(target)}"
-    bundle = load_bundle(exported.bundles[target])  # validates the manifest and every file hash
-    for p in bundle.programs:
-        art = p["artifacts"].get(target)
-        assert art and art["files"], f"{case}: program {p['name']} has no {target} artifact"
-        pinned = p.get("meta", {}).get("precision")
-        assert art["precision"] == (pinned or precision) or precision == "mixed", (p["name"], art["precision"])
-        assert (bundle.artifact_dir(target) / art["files"][0]).exists()
-
-    if not tgt.runtime_available().ok:
-        _skip(case, "no-runtime")
-    backend = backend_for_target(target)
-    rep = verify_bundle(bundle, backend)
-    assert rep.passed, f"{case}: " + "; ".join(f"{c.name}: {c.worst}" for c in rep.failures)
-    stages = {c.name for c in rep.checks if c.name.startswith("pipeline/")}
-    spec = bundle.pipeline_spec()
-    assert {f"pipeline/{s}" for s in spec.stage_names()} <= stages, (stages, spec.stage_names())
-    assert {c.name.split("/")[1] for c in rep.checks if c.name.startswith("program/")} == set(bundle.program_names)
-
-    from edgeth.bench.bundle import bench_bundle
-
-    b = bench_bundle(bundle, backends=[backend], iters=1, pipeline_iters=1, max_seconds=0.2, peak_gflops=1.0,
-                     pipeline=False, progress=False)
-    timed = [r for r in b["programs"] if r["backend"] == backend]
-    assert {r["program"] for r in timed} == set(bundle.program_names)
-    assert all(r["latency_ms"]["p50"] > 0 for r in timed), timed
-    _conclude(case, "passed")
+    status, reason = run_case(family, target, precision, conformance_export)
+    _conclude(case_id(family, target, precision), status, reason)
+    if status == "skipped":
+        pytest.skip(reason)
 
 
 def test_every_registered_family_has_a_fixture_run():
