@@ -26,6 +26,7 @@ import numpy as np
 from edgeth.errors import UnsupportedOp
 
 FP16_MAX = 65504.0
+_F32, _F16 = 1, 10  # onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16 (onnx imported lazily)
 # (op_type, input index) whose float input must stay float32 by the ONNX spec
 FP32_INPUTS = {("Resize", 1), ("Resize", 2), ("Upsample", 1)}
 # ops whose float attributes set an output dtype
@@ -36,148 +37,189 @@ def convert_fp16(src: Any, dst: str | os.PathLike | None = None, *, keep_io_type
                  keep_fp32: Iterable[str] = ()) -> tuple[Any, dict[str, Any]]:
     """Convert an FP32 ONNX model (path or ModelProto). Returns (model, report); saves to dst if given."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
-    model = onnx.load(str(src)) if isinstance(src, (str, os.PathLike)) else src
-    model = onnx.ModelProto.FromString(model.SerializeToString())  # never mutate the caller's model
-    g = model.graph
-    for n in g.node:
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute):
-            raise UnsupportedOp(f"FP16 conversion: node {n.name} ({n.op_type}) has a subgraph",
-                                "export the program without control flow (torch.cond/loops)")
-    model = onnx.shape_inference.infer_shapes(model)
-    g = model.graph
-    F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
-    keep = set(keep_fp32)
-
-    # dtype of every tensor before conversion
-    dtype: dict[str, int] = {}
-    for vi in list(g.input) + list(g.output) + list(g.value_info):
-        dtype[vi.name] = vi.type.tensor_type.elem_type
-    for init in g.initializer:
-        dtype[init.name] = init.data_type
-    const_nodes = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
-    for name, n in const_nodes.items():
-        dtype[name] = n.attribute[0].t.data_type if n.attribute and n.attribute[0].name == "value" else dtype.get(name, 0)
-
-    inits = {i.name: i for i in g.initializer}
-    in_fp16 = {n.name: n.name not in keep and n.op_type != "Constant" for n in g.node}
-    consumers: dict[str, list[tuple[Any, int]]] = {}
-    for n in g.node:
-        for k, t in enumerate(n.input):
-            if t:
-                consumers.setdefault(t, []).append((n, k))
-
-    def wants(n, k) -> int:
-        return F16 if in_fp16[n.name] and (n.op_type, k) not in FP32_INPUTS else F32
-
-    report: dict[str, Any] = {"casts": 0, "clipped_values": 0, "fp32_nodes": sorted(keep), "converted_initializers": 0}
-
-    # 1. node outputs in the FP16 region become FP16; dtype-setting attributes follow
-    actual: dict[str, int] = dict(dtype)
-    for n in g.node:
-        if n.op_type == "Constant":
-            continue
-        if in_fp16[n.name]:
-            attr = _DTYPE_ATTR.get(n.op_type)
-            for a in n.attribute:
-                if attr and a.name == attr and a.i == F32:
-                    a.i = F16
-                if n.op_type == "ConstantOfShape" and a.name == "value" and a.t.data_type == F32:
-                    a.t.CopyFrom(numpy_helper.from_array(_to16(numpy_helper.to_array(a.t), report), a.t.name))
-            for o in n.output:
-                if dtype.get(o) == F32:
-                    actual[o] = F16
-
-    # 2. constants (initializers, Constant nodes): convert in place or duplicate for FP16 consumers
-    new_inits, new_nodes_front = [], []
-    for name in list(inits) + list(const_nodes):
-        if dtype.get(name) != F32:
-            continue
-        uses = consumers.get(name, [])
-        want16 = [u for u in uses if wants(*u) == F16]
-        if not want16:
-            continue
-        is_init = name in inits
-        arr = numpy_helper.to_array(inits[name] if is_init else const_nodes[name].attribute[0].t)
-        a16 = _to16(arr, report)
-        report["converted_initializers"] += 1
-        if len(want16) == len(uses) and not any(o.name == name for o in g.output):
-            if is_init:
-                inits[name].CopyFrom(numpy_helper.from_array(a16, name))
-            else:
-                const_nodes[name].attribute[0].t.CopyFrom(numpy_helper.from_array(a16))
-            actual[name] = F16
-        else:
-            name16 = _fresh(f"{name}__fp16", actual)
-            if is_init:
-                new_inits.append(numpy_helper.from_array(a16, name16))
-            else:
-                new_nodes_front.append(helper.make_node("Constant", [], [name16], name=name16, value=numpy_helper.from_array(a16)))
-            actual[name16] = F16
-            for n, k in want16:
-                n.input[k] = name16
-    g.initializer.extend(new_inits)
-
-    # 3. graph inputs
+    model = _load_inferred(src)
+    p = _Fp16Pass(model.graph, set(keep_fp32))
+    p.mark_fp16_outputs()
+    p.convert_constants()
     if not keep_io_types:
-        for vi in g.input:
-            if vi.type.tensor_type.elem_type == F32 and vi.name not in inits:
-                vi.type.tensor_type.elem_type = F16
-                actual[vi.name] = F16
-
-    # 4. casts where a consumer's required dtype differs from the tensor's
-    casts: dict[tuple[str, int], str] = {}
-    cast_nodes: list[tuple[int, Any]] = []  # (insert before node index, node)
-    order = {id(n): i for i, n in enumerate(g.node)}
-    for n in list(g.node):
-        for k, t in enumerate(n.input):
-            if not t or actual.get(t) not in (F16, F32) or dtype.get(t, actual.get(t)) not in (F16, F32):
-                continue
-            need = wants(n, k)
-            if actual[t] == need:
-                continue
-            key = (t, need)
-            if key not in casts:
-                out = _fresh(f"{t}__to{'16' if need == F16 else '32'}", actual)
-                cast_nodes.append((order[id(n)], helper.make_node("Cast", [t], [out], name=out, to=need)))
-                casts[key] = out
-                actual[out] = need
-            n.input[k] = casts[key]
-    report["casts"] += len(cast_nodes)
-
-    # 5. graph outputs
-    tail = []
-    for vo in g.output:
-        t = vo.name
-        if actual.get(t) == F16 and keep_io_types:
-            inner = _fresh(f"{t}__fp16", actual)
-            for n in g.node:
-                for k, o in enumerate(n.output):
-                    if o == t:
-                        n.output[k] = inner
-                for k, i in enumerate(n.input):
-                    if i == t:
-                        n.input[k] = inner
-            tail.append(helper.make_node("Cast", [inner], [t], name=f"{t}__out_cast", to=F32))
-            report["casts"] += 1
-        elif actual.get(t) == F16:
-            vo.type.tensor_type.elem_type = F16
-
-    nodes = list(g.node)
-    for idx, cn in sorted(cast_nodes, key=lambda x: -x[0]):
-        nodes.insert(idx, cn)
-    nodes = new_nodes_front + nodes + tail
-    del g.node[:]
-    g.node.extend(nodes)
-    del g.value_info[:]
+        p.convert_inputs()
+    p.insert_casts()
+    p.convert_outputs(keep_io_types)
+    p.assemble()
     model = onnx.shape_inference.infer_shapes(model)
     onnx.checker.check_model(model)
-    report["fp16_nodes"] = sum(1 for v in in_fp16.values() if v)
+    report = p.report
+    report["fp16_nodes"] = sum(1 for v in p.in_fp16.values() if v)
     report["io"] = "fp32" if keep_io_types else "fp16"
     if dst is not None:
         onnx.save(model, str(dst))
     return model, report
+
+
+def _load_inferred(src: Any) -> Any:
+    """A private copy of the model (never the caller's), subgraphs refused, shapes inferred."""
+    import onnx
+
+    model = onnx.load(str(src)) if isinstance(src, (str, os.PathLike)) else src
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # never mutate the caller's model
+    for n in model.graph.node:
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute):
+            raise UnsupportedOp(f"FP16 conversion: node {n.name} ({n.op_type}) has a subgraph",
+                                "export the program without control flow (torch.cond/loops)")
+    return onnx.shape_inference.infer_shapes(model)
+
+
+class _Fp16Pass:
+    """Graph state of one conversion: original dtypes (`dtype`), dtypes after conversion (`actual`),
+    consumers of every tensor, the FP16 region and the report. Steps run in the order of their numbers."""
+
+    def __init__(self, g: Any, keep: set[str]):
+        self.g = g
+        self.keep = keep
+        # dtype of every tensor before conversion
+        dtype: dict[str, int] = {}
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            dtype[vi.name] = vi.type.tensor_type.elem_type
+        for init in g.initializer:
+            dtype[init.name] = init.data_type
+        self.const_nodes = {n.output[0]: n for n in g.node if n.op_type == "Constant"}
+        for name, n in self.const_nodes.items():
+            has_value = n.attribute and n.attribute[0].name == "value"
+            dtype[name] = n.attribute[0].t.data_type if has_value else dtype.get(name, 0)
+        self.dtype = dtype
+        self.inits = {i.name: i for i in g.initializer}
+        self.in_fp16 = {n.name: n.name not in keep and n.op_type != "Constant" for n in g.node}
+        self.consumers: dict[str, list[tuple[Any, int]]] = {}
+        for n in g.node:
+            for k, t in enumerate(n.input):
+                if t:
+                    self.consumers.setdefault(t, []).append((n, k))
+        self.report: dict[str, Any] = {"casts": 0, "clipped_values": 0, "fp32_nodes": sorted(keep),
+                                       "converted_initializers": 0}
+        self.actual: dict[str, int] = dict(dtype)
+        self.new_nodes_front: list[Any] = []  # duplicated Constant nodes, placed first
+        self.cast_nodes: list[tuple[int, Any]] = []  # (insert before node index, node)
+        self.tail: list[Any] = []  # output Casts, placed last
+
+    def wants(self, n: Any, k: int) -> int:
+        """The dtype input k of node n requires."""
+        return _F16 if self.in_fp16[n.name] and (n.op_type, k) not in FP32_INPUTS else _F32
+
+    def mark_fp16_outputs(self) -> None:
+        """1. node outputs in the FP16 region become FP16; dtype-setting attributes follow"""
+        from onnx import numpy_helper
+
+        for n in self.g.node:
+            if n.op_type == "Constant":
+                continue
+            if self.in_fp16[n.name]:
+                attr = _DTYPE_ATTR.get(n.op_type)
+                for a in n.attribute:
+                    if attr and a.name == attr and a.i == _F32:
+                        a.i = _F16
+                    if n.op_type == "ConstantOfShape" and a.name == "value" and a.t.data_type == _F32:
+                        a16 = _to16(numpy_helper.to_array(a.t), self.report)
+                        a.t.CopyFrom(numpy_helper.from_array(a16, a.t.name))
+                for o in n.output:
+                    if self.dtype.get(o) == _F32:
+                        self.actual[o] = _F16
+
+    def convert_constants(self) -> None:
+        """2. constants (initializers, Constant nodes): convert in place or duplicate for FP16 consumers"""
+        from onnx import helper, numpy_helper
+
+        inits, const_nodes, actual = self.inits, self.const_nodes, self.actual
+        new_inits = []
+        for name in list(inits) + list(const_nodes):
+            if self.dtype.get(name) != _F32:
+                continue
+            uses = self.consumers.get(name, [])
+            want16 = [u for u in uses if self.wants(*u) == _F16]
+            if not want16:
+                continue
+            is_init = name in inits
+            arr = numpy_helper.to_array(inits[name] if is_init else const_nodes[name].attribute[0].t)
+            a16 = _to16(arr, self.report)
+            self.report["converted_initializers"] += 1
+            if len(want16) == len(uses) and not any(o.name == name for o in self.g.output):
+                if is_init:
+                    inits[name].CopyFrom(numpy_helper.from_array(a16, name))
+                else:
+                    const_nodes[name].attribute[0].t.CopyFrom(numpy_helper.from_array(a16))
+                actual[name] = _F16
+            else:
+                name16 = _fresh(f"{name}__fp16", actual)
+                if is_init:
+                    new_inits.append(numpy_helper.from_array(a16, name16))
+                else:
+                    self.new_nodes_front.append(
+                        helper.make_node("Constant", [], [name16], name=name16, value=numpy_helper.from_array(a16)))
+                actual[name16] = _F16
+                for n, k in want16:
+                    n.input[k] = name16
+        self.g.initializer.extend(new_inits)
+
+    def convert_inputs(self) -> None:
+        """3. graph inputs (only when I/O types are not kept)"""
+        for vi in self.g.input:
+            if vi.type.tensor_type.elem_type == _F32 and vi.name not in self.inits:
+                vi.type.tensor_type.elem_type = _F16
+                self.actual[vi.name] = _F16
+
+    def insert_casts(self) -> None:
+        """4. casts where a consumer's required dtype differs from the tensor's"""
+        from onnx import helper
+
+        dtype, actual = self.dtype, self.actual
+        casts: dict[tuple[str, int], str] = {}
+        order = {id(n): i for i, n in enumerate(self.g.node)}
+        for n in list(self.g.node):
+            for k, t in enumerate(n.input):
+                if not t or actual.get(t) not in (_F16, _F32) or dtype.get(t, actual.get(t)) not in (_F16, _F32):
+                    continue
+                need = self.wants(n, k)
+                if actual[t] == need:
+                    continue
+                key = (t, need)
+                if key not in casts:
+                    out = _fresh(f"{t}__to{'16' if need == _F16 else '32'}", actual)
+                    self.cast_nodes.append((order[id(n)], helper.make_node("Cast", [t], [out], name=out, to=need)))
+                    casts[key] = out
+                    actual[out] = need
+                n.input[k] = casts[key]
+        self.report["casts"] += len(self.cast_nodes)
+
+    def convert_outputs(self, keep_io_types: bool) -> None:
+        """5. graph outputs: FP16 ones get an FP32 Cast at the edge, or become FP16 outputs"""
+        from onnx import helper
+
+        for vo in self.g.output:
+            t = vo.name
+            if self.actual.get(t) == _F16 and keep_io_types:
+                inner = _fresh(f"{t}__fp16", self.actual)
+                for n in self.g.node:
+                    for k, o in enumerate(n.output):
+                        if o == t:
+                            n.output[k] = inner
+                    for k, i in enumerate(n.input):
+                        if i == t:
+                            n.input[k] = inner
+                self.tail.append(helper.make_node("Cast", [inner], [t], name=f"{t}__out_cast", to=_F32))
+                self.report["casts"] += 1
+            elif self.actual.get(t) == _F16:
+                vo.type.tensor_type.elem_type = _F16
+
+    def assemble(self) -> None:
+        """Final node order: duplicated Constants, nodes with their Casts, output Casts; value infos dropped."""
+        g = self.g
+        nodes = list(g.node)
+        for idx, cn in sorted(self.cast_nodes, key=lambda x: -x[0]):
+            nodes.insert(idx, cn)
+        nodes = self.new_nodes_front + nodes + self.tail
+        del g.node[:]
+        g.node.extend(nodes)
+        del g.value_info[:]
 
 
 def _to16(a: np.ndarray, report: dict[str, Any]) -> np.ndarray:
