@@ -114,7 +114,7 @@ def test_lint_version_table_and_unknown_version():
 def _registered_programs():
     """The fixture programs + every registered family's untrained tiny programs."""
     from edgeth.models import get_model, model_names
-    from edgeth.testing import fixture_programs
+    from fixture_programs import fixture_programs
 
     out = [(f"fixture/{p.name}", p) for p in fixture_programs()]
     for name in model_names():
@@ -219,7 +219,7 @@ def test_tolerance_mapping_is_implied_by_the_table():
 def test_fp16_recipe_pins_layernorm_to_fp32(tmp_path):
     from edgeth.quantize.plan import PrecisionPlan
     from edgeth.targets import get_target
-    from edgeth.testing import fixture_programs
+    from fixture_programs import fixture_programs
 
     den = next(p for p in fixture_programs() if p.name == "denoiser")  # has LayerNorm
     get_target("tensorrt").export(den, PrecisionPlan("fp16"), tmp_path)
