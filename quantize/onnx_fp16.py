@@ -198,7 +198,10 @@ class _Fp16Pass:
             t = vo.name
             if self.actual.get(t) == _F16 and keep_io_types:
                 inner = _fresh(f"{t}__fp16", self.actual)
-                for n in self.g.node:
+                # the pending step-4 Casts read the FP16 tensor too (an output also consumed by an
+                # FP32-kept node): rewire them with the graph's nodes, else they would read the
+                # final output Cast that only runs at the very end (graph out of order)
+                for n in [*self.g.node, *(cn for _, cn in self.cast_nodes)]:
                     for k, o in enumerate(n.output):
                         if o == t:
                             n.output[k] = inner

@@ -214,3 +214,26 @@ def test_fp16_audit_flags_wide_layernorm_and_overflow_and_the_fix_is_correct_on_
         naive = copy.deepcopy(p.module).half()(p.example_inputs[0].half()).float().numpy()
     assert not np.isfinite(naive).all() or parity.cosine(ref, naive) < 0.999  # what FP16 would have done
     assert parity.cosine(ref, got) > 0.999
+
+
+def test_fp16_output_also_read_by_an_fp32_node_keeps_the_graph_ordered(tmp_path):
+    """Y is a graph output and the input of a node kept FP32: its FP32 Cast must read the FP16
+    tensor, not the output Cast appended at the end (that graph failed onnx's checker)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edgeth.quantize.onnx_fp16 import convert_fp16
+
+    f32 = TensorProto.FLOAT
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="r"), helper.make_node("Sigmoid", ["y"], ["z"], name="s")],
+        "g", [helper.make_tensor_value_info("x", f32, [2, 3])],
+        [helper.make_tensor_value_info("y", f32, [2, 3]), helper.make_tensor_value_info("z", f32, [2, 3])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    out, _ = convert_fp16(model, tmp_path / "m.onnx", keep_fp32=["s"], keep_io_types=True)
+    onnx.checker.check_model(out)
+    x = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
+    y, z = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(y, np.maximum(x, 0), atol=1e-3)
+    np.testing.assert_allclose(z, 1 / (1 + np.exp(-np.maximum(x, 0))), atol=1e-3)
