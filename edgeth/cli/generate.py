@@ -5,10 +5,12 @@ from pathlib import Path
 
 import click
 
+from edgeth.cli.face_options import crop_mode, face_options, summary
+
 
 @click.command("generate")
 @click.option("--ckpt", required=True, type=click.Path(path_type=Path), help="RUN/ directory from `edgeth train`.")
-@click.option("--image", "image", required=True, type=click.Path(path_type=Path), help="Portrait (any size; resized).")
+@click.option("--image", "image", required=True, type=click.Path(path_type=Path), help="Portrait photo (any size; the face is detected and cropped).")
 @click.option("--audio", "audio", required=True, type=click.Path(path_type=Path), help="Speech (any wav; resampled to 16 kHz).")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output .mp4 (audio muxed in).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="DDIM steps (default from the run; paper: 50-1000).")
@@ -20,8 +22,9 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@face_options
 def cli(ckpt: Path, image: Path, audio: Path, out: Path, steps, guidance, motion_std, motion_mean_mode, seed: int,
-        device: str, quiet: bool):
+        device: str, quiet: bool, crop_box, no_crop: bool, no_paste: bool, as_json: bool):
     """Generate a talking-head video from a portrait and speech with a trained run.
 
     \b
@@ -34,10 +37,14 @@ def cli(ckpt: Path, image: Path, audio: Path, out: Path, steps, guidance, motion
     from edgeth.generate import generate
 
     t0 = time.perf_counter()
-    res = generate(ckpt, image, audio, out, seed=seed, device=device, progress=not quiet, steps=steps,
-                   guidance=guidance, motion_std=motion_std, motion_mean_mode=motion_mean_mode)
+    res = generate(ckpt, image, audio, out, seed=seed, device=device, progress=not (quiet or as_json), steps=steps,
+                   guidance=guidance, motion_std=motion_std, motion_mean_mode=motion_mean_mode,
+                   crop=crop_mode(crop_box, no_crop), paste=not no_paste)
     dt = time.perf_counter() - t0
     n = len(res.frames)
+    if as_json:
+        click.echo(summary(out, n, res.fps, dt, res.extras["crop"], not no_paste, steps=res.extras.get("steps")))
+        return
     click.echo(f"wrote {out}: {n} frames at {res.fps} fps ({n / res.fps:.2f} s) in {dt:.1f} s "
                f"[steps={res.extras.get('steps')}, guidance={res.extras.get('guidance')}, "
                f"motion_std={res.extras.get('motion_std'):.3g}]")
