@@ -195,4 +195,4 @@ def test_cli_generate_writes_the_photo_resolution(ifmdm_tiny_run, media, tmp_pat
     photo_px = np.asarray(Image.open(photo).convert("RGB")).astype(float)
     outside = np.ones((512, 512), bool)
     outside[max(0, int(box.y)):int(box.y + box.h), max(0, int(box.x)):int(box.x + box.w)] = False
-    assert np.abs(frames[-1].astype(float) - photo_px)[outside].mean() < 3  # the background stays still (H.264 noise only)
+    assert np.abs(frames[-1].astype(float) - photo_px)[outside].mean() < 4  # the background stays still (H.264 noise only)
