@@ -24,14 +24,18 @@ def load_reference(run_dir: Path, device: str = "cpu") -> tuple[Any, Any, list]:
 
 
 def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed: int = 0, device: str = "cpu",
-             progress: bool = True, return_spec: bool = False, **options: Any):
-    """Write an mp4 (audio muxed in) and return the driver's PipelineResult (and the spec).
+             progress: bool = True, return_spec: bool = False, crop: Any = "auto", paste: bool = True,
+             **options: Any):
+    """Write an mp4 (audio muxed in) and return the driver's PipelineResult (and the spec);
+    extras["crop"] holds the crop JSON.
 
-    options: the family's pipeline options (PipelineSpec.options; text or values, None = the
-    spec's default); an unknown name is an InputError listing the valid ones.
+    crop: "auto" (detect the face), "off" (centre square) or a runtime_py.face.Box; paste=False
+    writes the model-size crop instead of the photo-size video. options: the family's pipeline
+    options (PipelineSpec.options; text or values, None = the spec's default); an unknown name is
+    an InputError listing the valid ones.
     """
-    from edgeth.data.video import read_audio, read_image, write_mp4
-    from edgeth.io_utils import atomic_path
+    from edgeth.data.video import read_audio, write_mp4
+    from edgeth.runtime_py.face import read_portrait
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
     from edgeth.runtime_py.torch_backend import torch_call
 
@@ -43,16 +47,13 @@ def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed:
         raise InputError(f"output {out} is not an .mp4 path", "name the output like out.mp4")
     _, spec, progs = load_reference(ckpt, device)
     opts = spec.parse_options(options)  # bad options fail before any reading or work
-    image = np.asarray(read_image(image_path, spec.image_size), dtype=np.float32)
-    if image.max() > 1.0:  # uint8 from the reader
-        image = image / 255.0
+    portrait = read_portrait(image_path, spec, crop)
     sr = int(spec.audio.get("sample_rate", 16000))
     audio = np.asarray(read_audio(audio_path, sr), dtype=np.float32).reshape(-1)
     if audio.size == 0:
         raise InputError(f"audio file {audio_path} has no samples", "pass a non-empty speech recording")
-    result = get_pipeline(spec.kind)(spec, torch_call(progs, device), image=image, audio=audio,
+    result = get_pipeline(spec.kind)(spec, torch_call(progs, device), image=portrait.model_input, audio=audio,
                                      noise=SeededNoise(seed), progress=progress, **opts)
-    frames = np.clip(np.round(result.frames * 255.0), 0, 255).astype(np.uint8)
-    with atomic_path(out) as tmp:
-        write_mp4(tmp, frames, result.fps, audio, sr)
+    write_mp4(out, portrait.paste(result.frames, paste), result.fps, audio, sr)
+    result.extras["crop"] = portrait.to_json()
     return (result, spec) if return_spec else result

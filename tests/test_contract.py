@@ -218,19 +218,18 @@ def test_budget_names_a_stage_and_lands_in_the_manifest(family, exporter):
 def test_generate_takes_the_family_options(family, tmp_path):
     png, wav = bs.write_media(tmp_path / "media")
     out = tmp_path / "out.mp4"
-    with registered():
-        r = bs.cli("generate", "--ckpt", str(family["run"]), "--image", str(png), "--audio", str(wav), "-o", str(out),
-                   "--opt", "bias=2.5", "--quiet")
-        assert r.returncode == 0, r.stderr
-        assert out.is_file() and "bias=2.5" in r.stdout
-        bad = bs.cli("generate", "--ckpt", str(family["run"]), "--image", str(png), "--audio", str(wav),
-                     "-o", str(tmp_path / "bad.mp4"), "--opt", "motion_std=0.5")
-        bs.assert_clean_error(bad, 2, "motion_std", "valid options: bias")
-        assert not (tmp_path / "bad.mp4").exists()
-        low = bs.cli("generate", "--ckpt", str(family["run"]), "--image", str(png), "--audio", str(wav),
-                     "-o", str(tmp_path / "low.mp4"), "--opt", "bias=-9")
-        bs.assert_clean_error(low, 2, "bias", "out of range")
-        helptext = bs.cli("generate", "--help").stdout + bs.cli("run", "--help").stdout
+    r = bs.cli("generate", "--ckpt", str(family["run"]), "--image", str(png), "--audio", str(wav), "-o", str(out),
+               "--opt", "bias=2.5", "--quiet", "--no-crop")
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and "bias=2.5" in r.stdout
+    bad = bs.cli("generate", "--ckpt", str(family["run"]), "--image", str(png), "--audio", str(wav),
+                 "-o", str(tmp_path / "bad.mp4"), "--opt", "motion_std=0.5", "--no-crop")
+    bs.assert_clean_error(bad, 2, "motion_std", "valid options: bias")
+    assert not (tmp_path / "bad.mp4").exists()
+    low = bs.cli("generate", "--ckpt", str(family["run"]), "--image", str(png), "--audio", str(wav),
+                 "-o", str(tmp_path / "low.mp4"), "--opt", "bias=-9", "--no-crop")
+    bs.assert_clean_error(low, 2, "bias", "out of range")
+    helptext = bs.cli("generate", "--help").stdout + bs.cli("run", "--help").stdout
     assert helptext.count("throwaway:") == 2 and "bias (float in [-5, 5]" in helptext
 
 

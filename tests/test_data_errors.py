@@ -54,7 +54,7 @@ def test_44k_stereo_wav_is_resampled(real_folder):
 
 def test_real_folder_loads_usable_clips_and_counts_skips(real_folder):
     with pytest.warns(UserWarning, match="skipped 2 of 4"):
-        clips = load_corpus(real_folder, size=64)
+        clips = load_corpus(real_folder, size=64, face_crop=False)  # noise frames: no face to crop to
     assert sorted(c.name for c in clips) == ["talk_a", "talk_b"]
     for c in clips:
         assert c.frames.shape[1:] == (64, 64, 3) and c.gt is None
@@ -64,7 +64,9 @@ def test_real_folder_loads_usable_clips_and_counts_skips(real_folder):
     src, _ = read_video(real_folder / "talk_a.mp4")
     assert np.abs(a.frames[0].astype(int) - center_crop_resize(src[0], 64)).mean() < 1  # first frame kept
     with pytest.raises(InputError):
-        load_corpus(real_folder, size=64, strict=True)
+        load_corpus(real_folder, size=64, strict=True, face_crop=False)
+    with pytest.warns(UserWarning, match="no face found in talk_a.mp4"), pytest.raises(InputError, match="no clips"):
+        load_corpus(real_folder, size=64)  # face crop (the default) skips clips without a face
 
 
 def test_inspect_reports_facts_and_problems(real_folder, synth_corpus):

@@ -6,11 +6,13 @@ from pathlib import Path
 import click
 
 from edgeth.cli.options import FamilyOptionsCommand, opt_option
+from edgeth.cli.face_options import crop_mode, face_options, summary
+
 
 
 @click.command("generate", cls=FamilyOptionsCommand)
 @click.option("--ckpt", required=True, type=click.Path(path_type=Path), help="RUN/ directory from `edgeth train`.")
-@click.option("--image", "image", required=True, type=click.Path(path_type=Path), help="Portrait (any size; resized).")
+@click.option("--image", "image", required=True, type=click.Path(path_type=Path), help="Portrait photo (any size; the face is detected and cropped).")
 @click.option("--audio", "audio", required=True, type=click.Path(path_type=Path), help="Speech (any wav; resampled to 16 kHz).")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output .mp4 (audio muxed in).")
 @opt_option
@@ -21,8 +23,9 @@ from edgeth.cli.options import FamilyOptionsCommand, opt_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@face_options
 def cli(ckpt: Path, image: Path, audio: Path, out: Path, opts, steps, guidance, motion_std, motion_mean_mode,
-        seed: int, device: str, quiet: bool):
+        seed: int, device: str, quiet: bool, crop_box, no_crop: bool, no_paste: bool, as_json: bool):
     """Generate a talking-head video from a portrait and speech with a trained run.
 
     \b
@@ -38,9 +41,13 @@ def cli(ckpt: Path, image: Path, audio: Path, out: Path, opts, steps, guidance, 
     options = parse_opts(opts, steps=steps, guidance=guidance, motion_std=motion_std,
                          motion_mean_mode=motion_mean_mode)
     t0 = time.perf_counter()
-    res, spec = generate(ckpt, image, audio, out, seed=seed, device=device, progress=not quiet,
-                         return_spec=True, **options)
+    res, spec = generate(ckpt, image, audio, out, seed=seed, device=device, progress=not (quiet or as_json),
+                         return_spec=True, crop=crop_mode(crop_box, no_crop), paste=not no_paste, **options)
     dt = time.perf_counter() - t0
     n = len(res.frames)
+    if as_json:
+        click.echo(summary(out, n, res.fps, dt, res.extras["crop"], not no_paste,
+                           **{o.name: res.extras.get(o.name) for o in spec.options if o.name in res.extras}))
+        return
     click.echo(f"wrote {out}: {n} frames at {res.fps} fps ({n / res.fps:.2f} s) in {dt:.1f} s"
                + format_summary(res, spec))

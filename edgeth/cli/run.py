@@ -6,11 +6,13 @@ from pathlib import Path
 import click
 
 from edgeth.cli.options import FamilyOptionsCommand, opt_option
+from edgeth.cli.face_options import crop_mode, face_options, summary
+
 
 
 @click.command("run", cls=FamilyOptionsCommand)
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--image", required=True, type=click.Path(path_type=Path), help="Portrait image (resized to the bundle's size).")
+@click.option("--image", required=True, type=click.Path(path_type=Path), help="Portrait photo (the face is detected and cropped to the bundle's framing).")
 @click.option("--audio", required=True, type=click.Path(path_type=Path), help="Speech audio (.wav).")
 @click.option("--backend", default="executorch", show_default=True,
               help="torch, executorch, onnxruntime, coreml or tensorrt.")
@@ -20,7 +22,8 @@ from edgeth.cli.options import FamilyOptionsCommand, opt_option
 @click.option("--steps", type=int, default=None, help="Shorthand for --opt steps=N (diffusion families).")
 @click.option("--threads", type=int, default=None, help="Runtime threads.")
 @click.option("--npz", type=click.Path(path_type=Path), default=None, help="Also save frames and stages as .npz.")
-def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz):
+@face_options
+def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz, crop_box, no_crop, no_paste, as_json):
     """Run a bundle's whole pipeline (audio -> motion -> frames) on a chosen backend.
 
     \b
@@ -34,25 +37,30 @@ def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz):
 
     from edgeth.bundle.golden import save_npz
     from edgeth.cli.options import format_summary, parse_opts
-    from edgeth.data.video import read_audio, read_image, write_mp4
+    from edgeth.data.video import read_audio, write_mp4
     from edgeth.io_utils import atomic_path
+    from edgeth.runtime_py.face import read_portrait
     from edgeth.runtime_py.pipeline import Pipeline
 
+    mode = crop_mode(crop_box, no_crop)
     pipe = Pipeline(bundle, backend, threads)
     spec = pipe.spec
     opts = spec.parse_options(parse_opts(opts, steps=steps))
     sr = spec.audio.get("sample_rate", 16000)
-    img = read_image(image, size=spec.image_size)
+    portrait = read_portrait(image, spec, mode)
     aud = read_audio(audio, sample_rate=sr)
     t0 = time.perf_counter()
-    res = pipe.run(img, aud, seed=seed, progress=True, **opts)
+    res = pipe.run(portrait.model_input, aud, seed=seed, progress=not as_json, **opts)
     dt = time.perf_counter() - t0
-    write_mp4(out, res.frames, res.fps, audio=aud, sample_rate=sr)
+    write_mp4(out, portrait.paste(res.frames, not no_paste), res.fps, audio=aud, sample_rate=sr)
     if npz:
         arrays = {"frames": np.asarray(res.frames)}
         arrays.update({k: v for k, v in res.extras.items() if isinstance(v, np.ndarray)})
         with atomic_path(npz) as tmp:
             save_npz(tmp, arrays)
     n = len(res.frames)
+    if as_json:
+        click.echo(summary(out, n, res.fps, dt, portrait.to_json(), not no_paste, backend=backend))
+        return
     click.echo(f"wrote {out}: {n} frames at {res.fps} fps on {backend} in {dt:.1f} s ({n / max(dt, 1e-9):.1f} frames/s)"
                + format_summary(res, spec))

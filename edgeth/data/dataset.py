@@ -83,8 +83,11 @@ _CACHE_BYTES = 256 << 20  # larger corpora are decoded on every call instead
 
 
 def load_corpus(root, size: int | None = None, split: str | None = None, strict: bool = False,
-                progress: bool = False) -> list[Clip]:
+                progress: bool = False, face_crop: bool = True) -> list[Clip]:
     """All clips of a synthetic corpus (split "train"/"val"/None) or of a real folder (split must be None).
+
+    Real clips are cropped to the detected face (face_crop, see edgeth.data.real); synthetic
+    clips are already framed.
 
     Synthetic corpora are decoded once per process (small LRU); real folders every call.
     """
@@ -112,7 +115,7 @@ def load_corpus(root, size: int | None = None, split: str | None = None, strict:
 
         if split is not None:
             raise InputError(f"{root} is a real-clip folder and has no {split!r} split", "split real data into two folders")
-        clips = load_real_folder(root, size=size, strict=strict, progress=progress)
+        clips = load_real_folder(root, size=size, strict=strict, progress=progress, face_crop=face_crop)
     if not clips:
         raise InputError(f"no clips found in {root}" + (f" for split {split!r}" if split else ""),
                          "add *.mp4 clips (with audio or a sidecar .wav) or run `edgeth data synth`")

@@ -1,8 +1,11 @@
 """Real talking-head clips: a folder of *.mp4 (audio track or sidecar .wav), and `data inspect`.
 
 Unreadable or audio-less files are skipped with a warning and counted (strict=True makes
-them errors). Frames are retimed to 25 fps (nearest frame) and centre-cropped/resized to the
-model size; audio is resampled to 16 kHz mono and fitted to 640 samples per frame.
+them errors). Frames are retimed to 25 fps (nearest frame) and cropped to the face the way
+inference crops a portrait (runtime_py.face: one median box per clip from detections on every
+5th frame, framed like the synthetic corpus; a clip with no face is skipped), or centre-cropped
+with face_crop=False; then resized to the model size. Audio is resampled to 16 kHz mono and
+fitted to 640 samples per frame.
 """
 from __future__ import annotations
 
@@ -28,10 +31,31 @@ def _audio_for(video: Path) -> np.ndarray:
     return read_audio(side if side.is_file() else video)
 
 
-def load_real_folder(root, size: int | None = None, strict: bool = False, progress: bool = False) -> list:
+def clip_crop_box(frames: np.ndarray, name: str, stride: int = 5):
+    """The one crop box (runtime_py.face.Box) for a clip: the median face detection, framed like the corpus."""
+    from edgeth.runtime_py.face import DEFAULT_FRAMING, crop_box, stable_box
+    from edgeth.runtime_py.face_detect import detect_track
+
+    face = stable_box(detect_track(frames, stride=stride))
+    if face is None:
+        raise InputError(f"no face found in {name}", "remove the clip, or load the folder with face_crop=False")
+    return crop_box(face, DEFAULT_FRAMING)
+
+
+def face_crop_clip(frames: np.ndarray, size: int | None, name: str) -> np.ndarray:
+    """uint8 [T, H, W, 3] -> [T, size, size, 3] cropped with one temporally stable face box."""
+    from edgeth.runtime_py.face import crop
+
+    box = clip_crop_box(frames, name)
+    side = int(size) if size else int(box.rounded().w)
+    return np.stack([crop(f, box, side) for f in frames])
+
+
+def load_real_folder(root, size: int | None = None, strict: bool = False, progress: bool = False,
+                     face_crop: bool = True) -> list:
     from tqdm import tqdm
 
-    from edgeth.data.dataset import Clip, align
+    from edgeth.data.dataset import Clip, align, retime
     from edgeth.data.synth import FPS
     from edgeth.data.video import read_video
 
@@ -41,6 +65,8 @@ def load_real_folder(root, size: int | None = None, strict: bool = False, progre
         try:
             frames, fps = read_video(p)
             audio = _audio_for(p)
+            if face_crop:
+                frames, fps = face_crop_clip(retime(frames, fps), size, p.name), FPS
         except InputError as e:
             if strict:
                 raise

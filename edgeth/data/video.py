@@ -175,15 +175,9 @@ def write_wav(path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
 
 def center_crop_resize(img: np.ndarray, size: int) -> np.ndarray:
     """uint8 [H,W,3] -> uint8 [size,size,3]: centre square crop, then area/bicubic resize."""
-    from PIL import Image
+    from edgeth.runtime_py.face import centre_box, crop
 
-    h, w = img.shape[:2]
-    s = min(h, w)
-    y0, x0 = (h - s) // 2, (w - s) // 2
-    crop = img[y0:y0 + s, x0:x0 + s]
-    if s == size:
-        return np.ascontiguousarray(crop)
-    return np.asarray(Image.fromarray(crop).resize((size, size), Image.BICUBIC if s < size else Image.BOX))
+    return crop(img, centre_box(*img.shape[:2]), size)
 
 
 def read_image(path, size: int | None = None) -> np.ndarray:

@@ -91,6 +91,7 @@ class IFMDMFamily(ModelFamily):
             "motion_residual_scale": [float(x) for x in st.get("residual_scale", [1.0] * d)],
             "motion_clip": [-1.0, 1.0],
             "motion": "m = motion_mean + x0 * motion_residual_scale",
+            "framing": run.framing,  # where the face box sits in the image input (edgeth.runtime_py.face)
         }
         io = {
             "appearance_encoder": {"inputs": ["image"], "outputs": [*apps, "motion_hint"]},

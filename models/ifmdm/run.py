@@ -1,6 +1,7 @@
 """An IF-MDM run directory (RUN/) and the in-memory model it loads into.
 
-RUN/ifmdm.json         family, preset, full config, audio-frontend settings, motion statistics
+RUN/ifmdm.json         family, preset, full config, audio-frontend settings, motion statistics,
+                       face framing of the training crops (runtime_py.face; default for older runs)
 RUN/stage1.safetensors encoder + renderer weights      (written by edgeth.train.fit)
 RUN/stage2.safetensors audio encoder + denoiser weights (incl. mel / motion statistics buffers)
 RUN/stage{1,2}.*       optimizer state, stage JSON and logs (resume)
@@ -25,6 +26,7 @@ from edgeth.io_utils import write_json
 from edgeth.models.ifmdm.config import IFMDMConfig
 from edgeth.models.ifmdm.stage1 import Stage1Model
 from edgeth.models.ifmdm.stage2 import Stage2Model
+from edgeth.runtime_py.face import DEFAULT_FRAMING, Framing
 
 RUN_JSON = "ifmdm.json"
 RUN_VERSION = 1
@@ -48,11 +50,12 @@ class IFMDMRun:
     audio: AudioConfig = field(default_factory=AudioConfig)
     run_dir: Path | None = None
     stages: tuple[str, ...] = ()
+    framing: dict[str, Any] = field(default_factory=lambda: DEFAULT_FRAMING.to_json())
 
 
 def run_json(cfg: IFMDMConfig, audio: AudioConfig, stats: dict[str, Any], stages: list[str]) -> dict[str, Any]:
     return {"family": "ifmdm", "version": RUN_VERSION, "preset": cfg.preset, "config": cfg.to_json(),
-            "audio": audio.to_json(), "stats": stats, "stages": sorted(set(stages))}
+            "audio": audio.to_json(), "stats": stats, "stages": sorted(set(stages)), "framing": DEFAULT_FRAMING.to_json()}
 
 
 def write_run_json(run_dir: Path, cfg: IFMDMConfig, audio: AudioConfig, stats: dict[str, Any], stages: list[str]) -> None:
@@ -84,6 +87,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", require: tuple[str, ...] 
     try:
         cfg = IFMDMConfig.from_json(d["config"])
         audio = AudioConfig.from_json(d.get("audio", {}))
+        framing = Framing.from_json(d.get("framing")).to_json()
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{run_dir / RUN_JSON} has an invalid config ({e})", "re-train into a fresh directory") from e
     model = IFMDM(cfg, audio)
@@ -99,7 +103,8 @@ def load_run(run_dir: str | Path, device: str = "cpu", require: tuple[str, ...] 
     if "stage2" in require and not d.get("stats"):
         raise InputError(f"{run_dir / RUN_JSON} has no motion statistics", "re-run stage 2 training")
     model.to(device).eval()
-    return IFMDMRun(cfg=cfg, model=model, stats=d.get("stats", {}), audio=audio, run_dir=run_dir, stages=tuple(have))
+    return IFMDMRun(cfg=cfg, model=model, stats=d.get("stats", {}), audio=audio, run_dir=run_dir, stages=tuple(have),
+                  framing=framing)
 
 
 def fresh_run(cfg: IFMDMConfig, audio: AudioConfig = AudioConfig(), seed: int = 0) -> IFMDMRun:
