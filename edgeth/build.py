@@ -300,19 +300,22 @@ def _report(out: Path, results: list, bench_parts: list[dict[str, Any]], skipped
 
 
 def summary_table(summary: list[dict[str, Any]]) -> str:
-    """The end-of-build table: target x precision, pass/fail, worst-frame PSNR, every other
+    """The end-of-build table: target x precision, pass/fail and which gate (runtime: device ==
+    host; quality: vs FP32 within the budget), worst-frame PSNR, every other
     recorded stage's figure (by its declared kind), speed ratio, size. The worst frame is the
     one the report shows: both come from the same frames check."""
     from edgeth.report import fmt, fmt_bytes
     from edgeth.report.html import stage_note
 
-    head = (f"{'target':<12} {'precision':<10} {'result':<8} {'worst PSNR dB':>14} {'vs eager':>9} {'size':>10}  "
-            "stages / note")
+    head = (f"{'target':<12} {'precision':<10} {'result':<8} {'runtime':<8} {'quality':<8} {'worst PSNR dB':>14} "
+            f"{'vs eager':>9} {'size':>10}  stages / note")
     lines = [head, "-" * len(head)]
     for r in summary:
         ratio = r.get("speed_ratio")
         note = r.get("reason") or stage_note(r.get("stages") or {})
-        lines.append(f"{r['target']:<12} {r['precision']:<10} {r['status']:<8} {fmt(r.get('worst_psnr_db')):>14} "
+        g = r.get("gates") or {}
+        lines.append(f"{r['target']:<12} {r['precision']:<10} {r['status']:<8} {g.get('runtime', 'n/a'):<8} "
+                     f"{g.get('quality', 'n/a'):<8} {fmt(r.get('worst_psnr_db')):>14} "
                      f"{(f'{ratio:.2f}x' if ratio else 'n/a'):>9} {fmt_bytes(r.get('size_bytes')):>10}  {note[:90]}")
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from edgeth.errors import InputError
 from edgeth.runtime_py.parity import Check
+from edgeth.runtime_py.gates import gate1_note
 from edgeth.runtime_py.verify import Report, compare_program, compare_stages
 
 
@@ -100,8 +101,8 @@ def read_pipeline_dump(root: Path) -> dict[str, np.ndarray] | None:
 def verify_outputs(bundle, outputs_dir: str | Path, target: str | None = None) -> Report:
     """Compare dumped device outputs with the golden vectors (see module docstring).
 
-    `target` picks the tolerances (those of the artifact the app ran); default: the
-    bundle's only target, else fp32.
+    `target` names the artifact the app ran: gate 1 compares with its recorded host outputs,
+    gate 2 uses its quality bounds; default: the bundle's only target, else gate 2 at fp32.
     """
     from edgeth.bundle.io import Bundle, load_bundle
 
@@ -113,6 +114,9 @@ def verify_outputs(bundle, outputs_dir: str | Path, target: str | None = None) -
     if target is None and len(bundle.targets) == 1:
         target = bundle.targets[0]
     rep = Report(str(bundle.source), f"device outputs ({root})")
+    note = gate1_note(bundle, target) if target else \
+        "note: gate 1 (runtime) not checked: pass --target to compare with that artifact's own host outputs"
+    rep.notes += [note] if note else []
     missing_all: list[str] = []
     found_any = False
     for name in bundle.program_names:
@@ -120,20 +124,18 @@ def verify_outputs(bundle, outputs_dir: str | Path, target: str | None = None) -
         _, outs = bundle.specs(name)
         got, missing = read_program_dump(root, name, outs, len(golden))
         missing_all += missing
-        pairs = [(g, c) for g, c in zip(golden, got) if c is not None]
-        if pairs:
+        if any(c is not None for c in got):
             found_any = True
-            rep.checks += compare_program(bundle, name, target, [c for _, c in pairs], [g for g, _ in pairs])
+            rep.checks += compare_program(bundle, name, target, got, golden)
     pipe = read_pipeline_dump(root)
     if pipe is None:
-        rep.checks.append(Check("pipeline/frames", {}, True, "skipped: no pipeline.npz or pipeline/frames.npy",
+        rep.checks.append(Check("quality/pipeline/frames", {}, True, "skipped: no pipeline.npz or pipeline/frames.npy",
                                 skipped=True))
     else:
         found_any = True
         if "frames" not in pipe:
             missing_all.append("pipeline.npz key 'frames' (or pipeline/frames.npy)")
-        rep.checks += compare_stages(bundle, target, pipe.get("frames"), {k: v for k, v in pipe.items() if k != "frames"},
-                                     prefix="pipeline")
+        rep.checks += compare_stages(bundle, target, pipe.get("frames"), {k: v for k, v in pipe.items() if k != "frames"})
     if not found_any:
         first = bundle.specs(bundle.program_names[0])[1][0].name
         raise InputError(f"{root} holds no outputs named after this bundle's programs ({', '.join(bundle.program_names)})",

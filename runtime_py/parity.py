@@ -8,6 +8,9 @@ Metrics (ref = PyTorch FP32 reference, got = the port's output):
   ssim                mean SSIM, gaussian window (sigma 1.5, 11 taps), K1=0.01, K2=0.03,
                       computed per 2-D plane (each channel of each image) and averaged
   token_agreement     fraction of equal elements (for index/token outputs)
+  max_lsb8, mean_lsb8 max / mean |ref-got| in 8-bit steps of the reference's range
+                      ((max(ref) - min(ref)) / 255): an INT8 program's rounding unit,
+                      whatever its output scale (gate 1, edgeth/tolerances.py RUNTIME)
   flow_smoothness     FS(x) = mean |x[t+1] - 2 x[t] + x[t-1]| over t and all other axes:
                       the mean magnitude of the second temporal difference of a sequence
                       (frames [T,H,W,C] or motion [T,D]); 0 for motion with constant velocity.
@@ -28,9 +31,9 @@ from typing import Any
 import numpy as np
 
 # metrics where smaller is better: the bound is a maximum
-UPPER_BOUNDED = ("max_abs", "mean_abs", "flow_smoothness_rel")
+UPPER_BOUNDED = ("max_abs", "mean_abs", "flow_smoothness_rel", "max_lsb8", "mean_lsb8")
 ALL_METRICS = ("max_abs", "mean_abs", "cosine", "sqnr_db", "psnr_db", "ssim", "token_agreement",
-               "flow_smoothness_rel")
+               "flow_smoothness_rel", "max_lsb8", "mean_lsb8")
 
 
 def _f64(a: Any) -> np.ndarray:
@@ -75,6 +78,19 @@ def sqnr_db(ref, got) -> float:
     if signal == 0.0:
         return -math.inf
     return 10.0 * math.log10(signal / noise)
+
+
+def _lsb8(ref) -> float:
+    r = _f64(ref)
+    return (float(r.max() - r.min()) / 255.0 if r.size else 0.0) or 1e-12
+
+
+def max_lsb8(ref, got) -> float:
+    return max_abs(ref, got) / _lsb8(ref)
+
+
+def mean_lsb8(ref, got) -> float:
+    return mean_abs(ref, got) / _lsb8(ref)
 
 
 def data_range(ref) -> float:
@@ -180,7 +196,7 @@ def metrics_for(kind: str, ref, got, wanted: tuple[str, ...] = ()) -> dict[str, 
     names += [w for w in wanted if w not in names]
     fns = {"max_abs": max_abs, "mean_abs": mean_abs, "cosine": cosine, "sqnr_db": sqnr_db,
            "psnr_db": psnr_db, "ssim": ssim, "token_agreement": token_agreement,
-           "flow_smoothness_rel": flow_smoothness_rel}
+           "flow_smoothness_rel": flow_smoothness_rel, "max_lsb8": max_lsb8, "mean_lsb8": mean_lsb8}
     out = {}
     for n in names:
         if n not in fns:

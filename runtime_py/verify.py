@@ -1,12 +1,15 @@
 """Verify a bundle against its golden vectors: on a backend here, or from outputs dumped on a device.
 
-Checks, each judged by the tolerances copied into the manifest:
-  program/<program>/<output>   every golden call of every program, run on the backend
-                               (the check keeps the worst call; detail.call names it)
-  pipeline/<stage>             the whole pipeline replayed with the golden input and the
-                               recorded noise: each stage the reference recorded (e.g.
+Checks, in two gates (edgeth.runtime_py.gates; bounds in edgeth/tolerances.py):
+  runtime/<program>/<output>   gate 1: every golden call of every program, run on the
+                               backend, against that artifact's own host outputs (tight)
+  runtime/bundled/<program>    gate 1: ExecuTorch's BundledProgram verifier on the .bpte
+  quality/<program>/<output>   gate 2: the same calls against the FP32 reference
+                               (each check keeps the worst call; detail.call names it)
+  quality/pipeline/<stage>     gate 2: the whole pipeline replayed with the golden input and
+                               the recorded noise: each stage the reference recorded (e.g.
                                motion) and the video, as a per-frame PSNR/SSIM curve whose
-                               worst frame must meet the `frames` tolerance
+                               worst frame must meet the bundle's budget
 
 `Report.passed` is true only when every check passes; `to_json()` and `write_junit(path)`
 feed CI systems. Device dumps: see edgeth.runtime_py.device_outputs.
@@ -31,6 +34,14 @@ class Report:
     backend: str
     checks: list[Check] = field(default_factory=list)
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # e.g. why gate 1 was not checked
+
+    @property
+    def gates(self) -> dict[str, str]:
+        """{"runtime": pass|fail|n/a, "quality": ...}: which gate failed (edgeth.runtime_py.gates)."""
+        from edgeth.runtime_py.gates import gate_status
+
+        return gate_status(self.checks)
 
     @property
     def passed(self) -> bool:
@@ -42,6 +53,7 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "backend": self.backend, "passed": self.passed,
+                "gates": self.gates, "notes": list(self.notes),
                 "checks": [c.to_json() for c in self.checks], "seconds": round(self.seconds, 3)}
 
     def lines(self) -> list[str]:
@@ -49,9 +61,12 @@ class Report:
         for c in self.checks:
             mark = "skip" if c.skipped else ("ok  " if c.passed else "FAIL")
             out.append(f"{mark} {c.name:<40} {c.worst}")
+        out += self.notes
         n_fail = len(self.failures)
+        g = self.gates
         out.append(f"{'PASSED' if not n_fail else 'FAILED'}: {len(self.checks) - n_fail}/{len(self.checks)} checks "
-                   f"passed on {self.backend} ({self.seconds:.1f} s)")
+                   f"passed on {self.backend} ({self.seconds:.1f} s); gate 1 (runtime) {g['runtime']}, "
+                   f"gate 2 (quality) {g['quality']}")
         return out
 
     def junit_suite(self) -> ET.Element:
@@ -118,23 +133,15 @@ def worst_of(checks: list[Check]) -> Check:
 
 
 def compare_program(bundle, program: str, target: str | None,
-                    got_calls: list[list[np.ndarray]], calls: list | None = None) -> list[Check]:
-    """One check per output over all golden calls (keeps the worst call)."""
+                    got_calls: list, calls: list | None = None) -> list[Check]:
+    """Both gates per output over all golden calls (each check keeps its worst call):
+    runtime/<program>/<output> against the artifact's own host outputs, when recorded, and
+    quality/<program>/<output> against the FP32 reference (edgeth.runtime_py.gates).
+    `got_calls[i]` may be None for a call a device did not dump."""
+    from edgeth.runtime_py.gates import program_checks
+
     calls = bundle.golden_calls(program) if calls is None else calls
-    checks = []
-    for j, (out_name, kind) in enumerate(output_kinds(bundle, program)):
-        tol = bundle.tolerance(program, out_name, target)
-        per_call = []
-        for i, ((_, ref_outs), got) in enumerate(zip(calls, got_calls)):
-            c = compare(kind, ref_outs[j], got[j], tol, name=f"program/{program}/{out_name}")
-            c.detail["call"] = i
-            per_call.append(c)
-        w = worst_of(per_call)
-        w.detail["calls"] = len(per_call)
-        if len(calls) > 1:
-            w.worst = f"{w.worst} (call {w.detail['call']} of {len(calls)})"
-        checks.append(w)
-    return checks
+    return program_checks(bundle, program, target, got_calls, calls)
 
 
 def verify_programs(bundle, call, target: str | None, progress: bool = False) -> list[Check]:
@@ -149,9 +156,11 @@ def verify_programs(bundle, call, target: str | None, progress: bool = False) ->
 
 
 def compare_stages(bundle, target: str | None, frames: np.ndarray | None, extras: dict[str, Any],
-                   prefix: str = "pipeline") -> list[Check]:
-    """Per-stage checks of a pipeline run against golden/pipeline.npz."""
+                   prefix: str = "quality/pipeline") -> list[Check]:
+    """Per-stage checks of a pipeline run against golden/pipeline.npz: gate 2, each stage judged
+    by the bundle's budget for it (its "broken export" floor noted beside)."""
     from edgeth.bundle.golden import split_pipeline
+    from edgeth.runtime_py.gates import stage_quality_tolerance, with_floor
 
     g = bundle.pipeline_golden()
     _, ref_extras = split_pipeline(g)
@@ -159,11 +168,13 @@ def compare_stages(bundle, target: str | None, frames: np.ndarray | None, extras
     checks = []
     for k, ref in sorted(ref_extras.items()):
         if k in extras:
-            checks.append(compare(spec.stage_kind(k), ref, np.asarray(extras[k]), bundle.stage_tolerance(k, target),
-                                  name=f"{prefix}/{k}"))
+            c = compare(spec.stage_kind(k), ref, np.asarray(extras[k]), stage_quality_tolerance(bundle, k, target),
+                        name=f"{prefix}/{k}")
+            checks.append(with_floor(c, bundle.stage_tolerance(k, target)))
     if frames is not None:
-        checks.append(compare_frames(g["frames"], np.asarray(frames), bundle.stage_tolerance("frames", target),
-                                     name=f"{prefix}/frames"))
+        c = compare_frames(g["frames"], np.asarray(frames), stage_quality_tolerance(bundle, "frames", target),
+                           name=f"{prefix}/frames")
+        checks.append(with_floor(c, bundle.stage_tolerance("frames", target)))
     return checks
 
 
@@ -178,9 +189,11 @@ def verify_pipeline(bundle, backend: str, threads: int | None = None, progress: 
 
 def verify_bundled_programs(bundle, target: str) -> list[Check]:
     """ExecuTorch only: run the golden cases embedded in each `<program>.bpte` with the runtime's
-    own BundledProgram verifier (what an app can do on the phone without edgeth)."""
+    own BundledProgram verifier (what an app can do on the phone without edgeth). Gate 1: a
+    non-FP32 .bpte embeds the artifact's own host outputs, checked within its RUNTIME bound."""
     if target != "executorch":
         return []
+    from edgeth.runtime_py.gates import bundled_atol
     from edgeth.targets.executorch import verify_bundled
 
     checks = []
@@ -189,19 +202,24 @@ def verify_bundled_programs(bundle, target: str) -> list[Check]:
         bpte = [f for f in art.get("files", []) if f.endswith(".bpte")]
         if not bpte:
             continue
-        if art.get("precision", "fp32") != "fp32":
-            # The embedded cases hold FP32 goldens and the BundledProgram verifier only knows
-            # elementwise rtol/atol; quantized artifacts are judged by their PSNR/cosine
-            # tolerances in the program and pipeline checks instead.
+        if art.get("precision", "fp32") != "fp32" and not art.get("expected"):
+            # exported before gate 1: the embedded cases hold FP32 goldens, which a quantized
+            # program meets only within its quality budget, not elementwise
             continue
-        out_names = [s["name"] for s in bundle.program(name)["outputs"]]
-        atol = min(bundle.tolerance(name, o, target).get("max_abs", 1e-4) for o in out_names)
+        atol = bundled_atol(bundle, name, target)
         ok = verify_bundled(bundle.artifact_dir(target) / bpte[0], rtol=1e-5, atol=atol)
         bad = [i for i, v in enumerate(ok) if not v]
-        checks.append(Check(f"bundled/{name}", {"cases": len(ok), "failed": len(bad)}, bool(ok) and not bad,
+        checks.append(Check(f"runtime/bundled/{name}", {"cases": len(ok), "failed": len(bad)}, bool(ok) and not bad,
                             f"{len(ok) - len(bad)}/{len(ok)} BundledProgram cases within atol {atol:g}"
                             + (f"; failing cases {bad}" if bad else ""), {"atol": atol, "rtol": 1e-5}))
     return checks
+
+
+def _gate1_notes(bundle, target: str | None) -> list[str]:
+    from edgeth.runtime_py.gates import gate1_note
+
+    note = gate1_note(bundle, target)
+    return [note] if note else []
 
 
 def verify_bundle(bundle, backend: str = "torch", *, threads: int | None = None, programs: bool = True,
@@ -216,6 +234,7 @@ def verify_bundle(bundle, backend: str = "torch", *, threads: int | None = None,
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     rep = Report(str(bundle.source), backend)
     call = program_call(bundle, backend, threads)  # raises if the backend cannot run here
+    rep.notes += _gate1_notes(bundle, target_for_backend(backend))
     if programs:
         rep.checks += verify_programs(bundle, call, target_for_backend(backend), progress)
         rep.checks += verify_bundled_programs(bundle, target_for_backend(backend))

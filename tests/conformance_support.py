@@ -76,6 +76,7 @@ def run_case(family: str, target: str, precision: str, export) -> tuple[str, str
     from edgeth.bench.bundle import bench_bundle
     from edgeth.bundle.io import load_bundle
     from edgeth.conformance import case_id
+    from edgeth.runtime_py.gates import gate_of
     from edgeth.runtime_py.verify import verify_bundle
     from edgeth.targets import get_target
 
@@ -97,11 +98,16 @@ def run_case(family: str, target: str, precision: str, export) -> tuple[str, str
         return _declared(case, "no-runtime")
 
     rep = verify_bundle(bundle, tgt.backend)
-    assert rep.passed, f"{case}: " + "; ".join(f"{c.name}: {c.worst}" for c in rep.failures)
+    # gate 1 (device == host) must pass; gate 2 (quality vs FP32) is the fixture's quality, not the
+    # toolchain's: a tiny briefly-trained fixture only has to clear the "broken export" floor
+    broken = [c for c in rep.failures if gate_of(c) != "quality" or not c.detail.get("floor", {}).get("passed")]
+    assert not broken, f"{case}: " + "; ".join(f"{c.name}: {c.worst}" for c in broken)
     spec = bundle.pipeline_spec()
     judged = {c.name for c in rep.checks}
-    assert {f"pipeline/{s}" for s in spec.stage_names()} <= judged, (judged, spec.stage_names())
-    assert {c.name.split("/")[1] for c in rep.checks if c.name.startswith("program/")} == set(bundle.program_names)
+    assert {f"quality/pipeline/{s}" for s in spec.stage_names()} <= judged, (judged, spec.stage_names())
+    for gate in ("runtime", "quality"):
+        assert {c.name.split("/")[1] for c in rep.checks if c.name.startswith(f"{gate}/") and "/pipeline/" not in c.name
+                and "/bundled/" not in c.name} == set(bundle.program_names), (gate, judged)
     b = bench_bundle(bundle, backends=[tgt.backend], iters=1, pipeline_iters=1, max_seconds=0.2, peak_gflops=1.0,
                      pipeline=False, progress=False)
     timed = [r for r in b["programs"] if r["backend"] == tgt.backend]

@@ -193,10 +193,11 @@ def test_verify_judges_indices_by_token_agreement(family, exporter):
     assert bundle.pipeline_spec().stage_kind("indices") == "indices"
     rep = verify_bundle(bundle, "onnxruntime")
     by_name = {c.name: c for c in rep.checks}
-    assert "token_agreement" in by_name["pipeline/indices"].metrics
-    assert by_name["pipeline/indices"].metrics["token_agreement"] == 1.0
-    assert "token_agreement" in by_name["program/tokenizer/tokens"].metrics
-    assert "psnr_db" in by_name["pipeline/frames"].metrics
+    assert "token_agreement" in by_name["quality/pipeline/indices"].metrics
+    assert by_name["quality/pipeline/indices"].metrics["token_agreement"] == 1.0
+    assert "token_agreement" in by_name["quality/tokenizer/tokens"].metrics
+    assert "token_agreement" in by_name["runtime/tokenizer/tokens"].metrics
+    assert "psnr_db" in by_name["quality/pipeline/frames"].metrics
 
 
 def test_budget_names_a_stage_and_lands_in_the_manifest(family, exporter):

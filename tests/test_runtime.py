@@ -125,7 +125,7 @@ def test_family_reference_rebuilds_from_bundle(family, request, tmp_path_factory
     res = _family_bundle(family, [], request, tmp_path_factory)
     rep = verify_bundle(load_bundle(res.path), "torch")
     assert rep.passed, "\n".join(rep.lines())
-    assert all(c.metrics.get("max_abs", 0.0) <= 1e-6 for c in rep.checks if c.name.startswith("program/"))
+    assert all(c.metrics.get("max_abs", 0.0) <= 1e-6 for c in rep.checks if c.name.startswith("quality/"))
 
 
 @pytest.mark.parametrize("target", TARGETS or ["(none)"])
@@ -143,7 +143,7 @@ def test_family_round_trip_every_target(family, target, request, tmp_path_factor
         assert c.passed and c.metrics.get("max_abs", 0.0) <= 1e-4, (c.name, c.worst)
     rep = verify_bundle(load_bundle(res.path), BACKEND_OF.get(target, target))
     assert rep.passed, "\n".join(rep.lines())
-    frames = next(c for c in rep.checks if c.name == "pipeline/frames")
+    frames = next(c for c in rep.checks if c.name == "quality/pipeline/frames")
     assert frames.metrics["psnr_db"] >= 60.0
 
 

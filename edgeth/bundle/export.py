@@ -140,6 +140,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
                        "frames": list(np.shape(ref.result.frames)), "image": list(ref.image.shape),
                        "audio_samples": int(ref.audio.shape[0])},
             "tolerances": R.tolerance_table(),
+            "gates": R.gates_table(),
             "files": {},
         }
         R.add_quantization(manifest, quant_record)
@@ -332,14 +333,17 @@ def _golden_files(root: Path, programs: list, recorder: G.GoldenRecorder) -> dic
 
 def _verify_exports(root: Path, manifest: dict, recorder: G.GoldenRecorder, threads: int | None,
                     progress: bool) -> tuple[list, set[str]]:
-    """Run every exported program on its golden calls; CheckFailed if any output misses tolerance.
+    """Run every exported program on its golden calls; CheckFailed if any output misses its
+    "broken export" floor. What each artifact returned is recorded as its expected outputs
+    (gate 1, edgeth/bundle/expected.py).
 
     Returns (checks, targets that could run here and were verified)."""
     from tqdm import tqdm
 
+    from edgeth.bundle.expected import record_expected
     from edgeth.bundle.io import Bundle
     from edgeth.runtime_py.backends import check_inputs
-    from edgeth.runtime_py.verify import compare_program
+    from edgeth.runtime_py.gates import compare_calls
     from edgeth.targets import get_target
 
     bundle = Bundle(root, manifest, root)
@@ -354,7 +358,9 @@ def _verify_exports(root: Path, manifest: dict, recorder: G.GoldenRecorder, thre
         ins_specs, _ = bundle.specs(name)
         calls = recorder.calls[name]
         got = [list(run(*check_inputs(name, ins_specs, ins))) for ins, _ in calls]
-        for c in compare_program(bundle, name, tg, got, calls):
+        record_expected(root, bundle.program(name), tg, calls, got)
+        pairs = [(i, ref, g) for i, ((_, ref), g) in enumerate(zip(calls, got))]
+        for c in compare_calls(bundle, name, pairs, lambda o: bundle.tolerance(name, o, tg), "program", len(calls)):
             c.name = f"{tg}/{c.name}"
             checks.append(c)
     bad = [c for c in checks if not c.passed]

@@ -1,8 +1,10 @@
 """The manifest's records, built from what an export produced (edgeth.bundle.export writes them).
 
-  artifact_record   one program on one target: files, precision, plan, report, preflight, tolerances
-  target_record     a target's precision and its tolerance per recorded pipeline stage (by name,
-                    from the row of the kind the PipelineSpec declares)
+  artifact_record   one program on one target: files, precision, plan, report, preflight,
+                    tolerances (the "broken export" floor) and its gates' bounds per output
+  target_record     a target's precision, its floor per recorded pipeline stage (by name, from
+                    the row of the kind the PipelineSpec declares) and its quality budget
+                    (gate 2: `quality` per stage, `budget` as STAGE:METRIC=BOUND)
   add_quantization  the quantization record (deterministic part) + measured times in `created`
   split_volatile    measured wall times out of deterministic records
 """
@@ -17,33 +19,52 @@ def json_clean(obj: Any) -> Any:
 
 
 def artifact_record(art, program, plan, preflight: list) -> dict[str, Any]:
-    from edgeth.tolerances import tolerance_for
+    from edgeth.tolerances import quality_for, runtime_for, tolerance_for
 
     return {"files": list(art.files), "precision": art.precision,
             "quantization": plan.to_json() if plan is not None else {"precision": "fp32"},
             "report": art.report, "preflight": preflight,
-            "tolerances": {s.name: tolerance_for(art.precision, s.kind) for s in program.outputs}}
+            "tolerances": {s.name: tolerance_for(art.precision, s.kind) for s in program.outputs},
+            "gates": {"runtime": {s.name: runtime_for(art.precision, s.kind) for s in program.outputs},
+                      "quality": {s.name: quality_for(art.precision, s.kind) for s in program.outputs}}}
 
 
 def target_record(target: str, programs: list, artifacts: dict, extras: dict, spec) -> dict[str, Any]:
     """The target's precision and its end-to-end tolerance per recorded stage (by stage name,
     from the row of the kind the spec declares for it)."""
-    from edgeth.tolerances import tolerance_for
+    from edgeth.tolerances import quality_for, tolerance_for
 
     # programs pinned to a precision (the FP32 log-mel frontend) do not make an INT8 target "mixed"
     free = [p for p in programs if not p.meta.get("precision")] or list(programs)
     precs = {artifacts[p.name][target]["precision"] for p in free}
     prec = precs.pop() if len(precs) == 1 else "mixed"
     tol = {"frames": tolerance_for(prec, "frames")}
+    quality = {"frames": quality_for(prec, "frames")}
     for k in extras:
         tol[k] = tolerance_for(prec, spec.stage_kind(k))
-    return {"precision": prec, "tolerances": tol}
+        quality[k] = quality_for(prec, spec.stage_kind(k))
+    return {"precision": prec, "tolerances": tol, "quality": quality, "budget": budget_strings(quality)}
+
+
+def budget_strings(quality: dict[str, dict[str, float]]) -> list[str]:
+    """The quality bounds of the stages as budgets (STAGE:METRIC=BOUND, edgeth.quantize.budget)."""
+    from edgeth.quantize.budget import TOLERANCE_KEYS
+
+    metric = {key: m for m, key in TOLERANCE_KEYS.items()}
+    return [f"{stage}:{metric[k]}={v:g}" for stage, tol in sorted(quality.items()) for k, v in sorted(tol.items())
+            if k in metric]
 
 
 def tolerance_table() -> dict[str, Any]:
     from edgeth.tolerances import table_json
 
     return table_json()
+
+
+def gates_table() -> dict[str, Any]:
+    from edgeth.tolerances import gates_json
+
+    return gates_json()
 
 
 def edgeth_version() -> str:
@@ -84,6 +105,8 @@ def budget_tolerances(target_records: dict[str, Any], quant_record: dict[str, An
             continue
         for stage, tol in bounds.items():
             rec.setdefault("tolerances", {}).setdefault(stage, {}).update(tol)
+            rec.setdefault("quality", {})[stage] = dict(tol)  # the budget is this stage's gate 2
+        rec["budget"] = budget_strings(rec.get("quality") or {})
 
 
 def add_quantization(manifest: dict[str, Any], quant_record: dict[str, Any]) -> None:

@@ -101,11 +101,12 @@ def run_runnable(bundle, backends: list[str] | None = None,
 def _program_rows(r: BackendResult) -> list[dict[str, Any]]:
     rows = []
     by_prog: dict[str, list] = {}
+    runtime: dict[str, list] = {}
     for c in r.checks:
         parts = c.name.split("/")
-        if parts[0] in ("pipeline", "bundled"):
-            continue
-        by_prog.setdefault(next((p for p in parts if p in r.errors), parts[0]), []).append(c)
+        if len(parts) < 3 or parts[1] in ("pipeline", "bundled"):
+            continue  # program checks are <gate>/<program>/<output>
+        (runtime if parts[0] == "runtime" else by_prog).setdefault(parts[1], []).append(c)
     for name, checks in by_prog.items():
         metrics: dict[str, Any] = {}
         for c in checks:  # worst value over outputs/calls
@@ -117,6 +118,8 @@ def _program_rows(r: BackendResult) -> list[dict[str, Any]]:
         tol = checks[0].tolerance if checks else {}
         rows.append({"program": name, "target": r.target or r.backend, "precision": r.precision,
                      "metrics": metrics, "tolerance": tol, "passed": all(c.passed for c in checks),
+                     "runtime": ("n/a" if name not in runtime else
+                                 "pass" if all(c.passed for c in runtime[name]) else "fail"),
                      "errors": r.errors.get(name)})
     return rows
 
@@ -200,15 +203,18 @@ def stage_figures(r: BackendResult) -> dict[str, dict[str, float]]:
     """{stage: {metric: worst value}} of every pipeline stage check (kinds from the spec)."""
     out = {}
     for c in r.checks:
-        if c.name.startswith("pipeline/"):
+        if c.name.startswith("quality/pipeline/"):
             keep = ("psnr_db", "ssim", "cosine", "token_agreement", "max_abs")
-            out[c.name.split("/", 1)[1]] = {k: v for k, v in c.metrics.items() if k in keep and isinstance(v, (int, float))}
+            out[c.name.rsplit("/", 1)[1]] = {k: v for k, v in c.metrics.items() if k in keep and isinstance(v, (int, float))}
     return out
 
 
 def summary_rows(results: list[BackendResult], bench: dict[str, Any] | None = None,
                  skipped: dict[str, str] | None = None, failed: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """target x precision rows: pass/fail, worst-frame PSNR, end-to-end speed ratio, size."""
+    """target x precision rows: pass/fail, which gate failed (`gates`: runtime = device == host,
+    quality = vs FP32 within the budget), worst-frame PSNR, end-to-end speed ratio, size."""
+    from edgeth.runtime_py.gates import gate_status
+
     pipe = {(r["backend"], r.get("precision")): r for r in (bench or {}).get("pipeline", [])}
     rows = []
     for r in results:
@@ -217,11 +223,13 @@ def summary_rows(results: list[BackendResult], bench: dict[str, Any] | None = No
         fc = r.frames_check()
         b = pipe.get((r.backend, r.precision), {})
         rows.append({"target": r.target, "precision": r.precision, "status": "pass" if r.passed else "fail",
+                     "gates": gate_status(r.checks),
                      "worst_psnr_db": fc.metrics.get("psnr_db") if fc else None, "measured": measured_on(r.bundle),
                      "stages": stage_figures(r),
                      "worst_frame": (fc.detail.get("curve") or {}).get("worst_frame") if fc else None,
                      "speed_ratio": b.get("speed_ratio"), "size_bytes": b.get("size_bytes"),
-                     "reason": "" if r.passed else "; ".join(c.worst for c in r.checks if not c.passed)[:200]})
+                     "reason": "" if r.passed else "; ".join(f"{c.name}: {c.worst}" for c in r.checks
+                                                             if not c.passed)[:200]})
     for status, keyed in (("fail", failed or {}), ("skipped", skipped or {})):
         for key, why in keyed.items():  # keys are "target precision"
             target, _, prec = key.partition(" ")

@@ -152,11 +152,14 @@ def stage_note(stages: dict[str, dict[str, float]]) -> str:
 
 
 def summary_rows(summary: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    headers = ["target", "precision", "result", "worst-frame PSNR (dB)", "other stages", "speed vs eager", "size", "note"]
+    headers = ["target", "precision", "result", "gate 1: device = host", "gate 2: quality", "worst-frame PSNR (dB)",
+               "other stages", "speed vs eager", "size", "note"]
     rows = []
     for r in summary:
         ratio = r.get("speed_ratio")
+        gates = r.get("gates") or {}
         rows.append([_e(r.get("target", "")), _e(r.get("precision", "")), _status(r.get("status")),
+                     _status(gates.get("runtime", "n/a")), _status(gates.get("quality", "n/a")),
                      _e(fmt(r.get("worst_psnr_db"))), _e(stage_note(r.get("stages") or {})),
                      _e(f"{ratio:.2f}x" if ratio else "n/a"), _e(fmt_bytes(r.get("size_bytes"))),
                      _e(r.get("reason", ""))])
@@ -167,7 +170,7 @@ def _section_summary(d: ReportData) -> str:
     if not d.summary:
         return "<h2>Summary</h2><p class='na'>no targets were built</p>"
     headers, rows = summary_rows(d.summary)
-    return "<h2>Summary</h2>" + _table(headers, rows, {3, 5})
+    return "<h2>Summary</h2>" + _table(headers, rows, {5, 7})
 
 
 def _section_programs(d: ReportData) -> str:
@@ -184,11 +187,14 @@ def _section_programs(d: ReportData) -> str:
     for r in d.programs:
         m = r.get("metrics", {})
         rows.append([_e(r["program"]), _e(r.get("target", "")), _e(r.get("precision", "")),
+                     _status(r.get("runtime", "n/a")),
                      _status("pass" if r.get("passed") else ("fail" if r.get("passed") is False else "n/a")),
                      *(_e(fmt(m.get(k))) for k in metric_names)])
     parts = ["<h2>Per-program error statistics</h2>",
-             _table(["program", "target", "precision", "result", *metric_names], rows,
-                    set(range(4, 4 + len(metric_names)))),
+             "<p class='note'>gate 1: each program against its own artifact's host outputs (device = host); "
+             "gate 2 and the figures: against the PyTorch FP32 reference.</p>",
+             _table(["program", "target", "precision", "gate 1", "gate 2", *metric_names], rows,
+                    set(range(5, 5 + len(metric_names)))),
              "<div class='grid'>"]
     for r in d.programs:
         if r.get("errors") is None:
