@@ -12,7 +12,7 @@ import click
 @click.option("--audio", "audio", required=True, type=click.Path(path_type=Path), help="Speech (any wav; resampled to 16 kHz).")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output .mp4 (audio muxed in).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="DDIM steps (default from the run; paper: 50-1000).")
-@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (default from the run).")
+@click.option("--guidance", type=click.FloatRange(min=0.0), default=None, help="Classifier-free guidance scale (default from the run).")
 @click.option("--motion-std", type=click.FloatRange(min=0.0), default=None,
               help="Motion degree m^sigma (RMS of the motion code around its mean; default: the training median).")
 @click.option("--motion-mean", "motion_mean_mode", type=click.Choice(["stable", "evolving", "mix"]), default=None,

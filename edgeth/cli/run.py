@@ -14,8 +14,8 @@ import click
               help="torch, executorch, onnxruntime, coreml or tensorrt.")
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output .mp4.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler noise seed.")
-@click.option("--steps", type=int, default=None, help="Sampler steps (default: the bundle's schedule).")
-@click.option("--threads", type=int, default=None, help="Runtime threads.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampler steps (default: the bundle's schedule).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads.")
 @click.option("--npz", type=click.Path(path_type=Path), default=None, help="Also save frames and stages as .npz.")
 def cli(bundle, image, audio, backend, out, seed, steps, threads, npz):
     """Run a bundle's whole pipeline (audio -> motion -> frames) on a chosen backend.
