@@ -51,6 +51,7 @@ def wav_bytes(samples: np.ndarray, rate: int = 16000, *, fmt: int = 1, bits: int
     raw = np.ascontiguousarray(samples).tobytes()
     n = len(raw) if data_bytes is None else data_bytes
     block = channels * bits // 8
-    fmt_chunk = struct.pack("<4sIHHIIHH", b"fmt ", 16, fmt, channels, rate, rate * block, block, bits)
+    fmt_chunk = struct.pack("<4sIHHIIHH", b"fmt ", 16, fmt, channels, rate, (rate * block) & 0xFFFFFFFF,
+                            block & 0xFFFF, bits)
     body = b"WAVE" + fmt_chunk + struct.pack("<4sI", b"data", n) + raw
     return b"RIFF" + struct.pack("<I", len(body)) + body
