@@ -60,12 +60,13 @@ def leftovers(*paths: Path) -> list[str]:
 
 
 def kill_trials(cmd: list[str], bundle: Path, out: Path, kills: int, window: tuple[float, float],
-                seed: int = 0, log=print) -> dict[str, int]:
+                seed: int = 0, log=print, prepare=None) -> dict[str, int]:
     """SIGKILL `cmd` `kills` times at uniform random moments in `window` seconds after start.
 
     `bundle` is the bundle `cmd` (re)writes (for `edgeth build`, one under its --out); it must
     be complete before the first trial. After every kill it must still verify and equal the
     previous version, or (when the writer got past its rename) verify as the new version.
+    `prepare()` runs before each trial (e.g. drops `edgeth build`'s stamp so it re-exports).
     Returns the figures: kills, survived, finished (the command ended before its kill), bytes_lost."""
     rng = random.Random(seed)
     prev, why = bundle_state(bundle)
@@ -74,6 +75,8 @@ def kill_trials(cmd: list[str], bundle: Path, out: Path, kills: int, window: tup
     figures = {"kills": 0, "survived": 0, "finished": 0, "bytes_lost": 0, "max_leftovers": 0}
     for i in range(kills):
         at = rng.uniform(*window)
+        if prepare is not None:
+            prepare()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
                              start_new_session=True)
         try:
