@@ -52,6 +52,7 @@ def read_program_dump(root: Path, program: str, outputs: list, n_calls: int) -> 
     npz = root / f"{program}.npz"
     if npz.is_file():
         z = _npz(npz)
+        _check_keys(npz, z, outputs, n_calls)
         for j, spec in enumerate(outputs):
             key = f"out_{spec.name}"
             if key in z:
@@ -79,6 +80,15 @@ def read_program_dump(root: Path, program: str, outputs: list, n_calls: int) -> 
             else:
                 _check_shape(root / program, f"{spec.name} call {i}", calls[i][j].shape, spec)
     return [c if all(x is not None for x in c) else None for c in calls], missing
+
+
+def _check_keys(npz: Path, z: dict, outputs: list, n_calls: int) -> None:
+    """Every array in a dump must be an output the manifest names: anything else is a wrong dump."""
+    known = {f"out_{s.name}" for s in outputs} | {f"out_{s.name}_{i}" for s in outputs for i in range(n_calls)}
+    extra = sorted(k for k in z if k not in known)
+    if extra:
+        raise InputError(f"device dump {npz} holds arrays this program does not return: {', '.join(extra[:5])}",
+                         f"dump only {', '.join(sorted(f'out_{s.name}' for s in outputs))} (stacked, or _<call>)")
 
 
 def _check_shape(where: Path, key: str, shape: tuple, spec) -> None:

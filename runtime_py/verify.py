@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,20 +72,28 @@ class Report:
 
     def junit_suite(self) -> ET.Element:
         """One JUnit <testsuite>, one <testcase> per check."""
-        suite = ET.Element("testsuite", name=f"edgeth verify {self.backend}", tests=str(len(self.checks)),
+        suite = ET.Element("testsuite", name=_xml_text(f"edgeth verify {self.backend}"), tests=str(len(self.checks)),
                            failures=str(len(self.failures)), errors="0",
                            skipped=str(sum(c.skipped for c in self.checks)), time=f"{self.seconds:.3f}")
         for c in self.checks:
-            cls, _, name = c.name.rpartition("/")
+            cls, _, name = _xml_text(c.name).rpartition("/")
             case = ET.SubElement(suite, "testcase", classname=f"edgeth.{_slug(self.backend)}.{cls.replace('/', '.') or 'bundle'}",
-                                 name=name or c.name, time="0")
-            metrics = json.dumps(c.to_json()["metrics"])
+                                 name=name or _xml_text(c.name), time="0")
+            metrics = _xml_text(json.dumps(c.to_json()["metrics"]))
             if c.skipped:
-                ET.SubElement(case, "skipped", message=c.worst)
+                ET.SubElement(case, "skipped", message=_xml_text(c.worst))
             elif not c.passed:
-                ET.SubElement(case, "failure", message=c.worst, type="ParityError").text = metrics
+                ET.SubElement(case, "failure", message=_xml_text(c.worst), type="ParityError").text = metrics
             ET.SubElement(case, "system-out").text = metrics
         return suite
+
+
+_XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(s: str) -> str:
+    """Text XML 1.0 can hold: characters it forbids (control codes, lone surrogates) become U+FFFD."""
+    return _XML_BAD.sub("\ufffd", str(s))
 
 
 def _slug(s: str) -> str:

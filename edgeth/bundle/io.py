@@ -156,6 +156,8 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Bundle:
 
 def read_manifest(root: Path) -> dict[str, Any]:
     mf = root / MANIFEST
+    if mf.is_symlink():
+        raise BundleError(f"{mf} is a symbolic link", "bundles hold plain files only; re-export or re-copy the bundle")
     if not mf.is_file():
         raise BundleError(f"no {MANIFEST} in {root}", "is this a bundle? point at the folder written by `edgeth export`")
     try:
@@ -166,8 +168,14 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 def verify_files(root: Path, manifest: dict[str, Any]) -> None:
     """Every file in the manifest's table exists and has its recorded sha256."""
+    real_root = root.resolve()
     for rel, want in manifest["files"].items():
         f = root / rel
+        parts = Path(rel).parts
+        if any((root.joinpath(*parts[:i + 1])).is_symlink() for i in range(len(parts))) \
+                or not f.resolve().is_relative_to(real_root):
+            raise BundleError(f"bundle file {rel} is a symbolic link or points outside the bundle",
+                              "bundles hold plain files only; re-export or re-copy the bundle")
         if not f.is_file():
             raise BundleError(f"bundle file {rel} is missing", "the bundle is incomplete; re-export or re-copy it")
         if sha256_file(f) != want:
@@ -178,7 +186,13 @@ def verify_files(root: Path, manifest: dict[str, Any]) -> None:
 def _extract(tar_path: Path, dest: Path) -> Path:
     try:
         with tarfile.open(tar_path, "r:*") as tf:
+            bad = [m.name for m in tf.getmembers() if m.name.startswith("/") or ".." in m.name.split("/")]
+            if bad:  # the data filter would rewrite an absolute name; refuse both outright
+                raise tarfile.FilterError(f"member {bad[0]!r} has an absolute or '..' path")
             tf.extractall(dest, filter="data")
+    except tarfile.FilterError as e:  # `..`, absolute paths, links out of the folder, devices
+        raise BundleError(f"bundle archive {tar_path.name} holds an unsafe member ({e})",
+                          "re-export the bundle with `edgeth export --tar`; never extract it by hand") from None
     except (tarfile.TarError, EOFError, OSError, ValueError) as e:
         raise BundleError(f"bundle archive {tar_path.name} is truncated or corrupt ({e})",
                           "re-copy the .tar or re-export with --tar") from None

@@ -48,6 +48,9 @@ _PROGRAM = {"name": str, "inputs": list, "outputs": list, "golden": dict, "artif
 _PROGRAM_GOLDEN = {"file": str, "calls": int}
 _ARTIFACT = {"files": list, "precision": str, "report": dict, "tolerances": dict}
 _PIPE_GOLDEN = {"file": str, "seed": int, "options": dict, "noise": list}
+_PIPELINE = {"kind": str, "programs": list, "fps": (int, float)}
+_TENSOR = {"name": str, "shape": list, "dtype": str}
+_MALFORMED = (TypeError, KeyError, ValueError, AttributeError, IndexError)
 
 
 def tool_versions() -> dict[str, str]:
@@ -102,9 +105,19 @@ def validate(d: Any) -> None:
     for rel in files:
         if rel.startswith("/") or ".." in rel.split("/"):
             raise BundleError(f"manifest lists a path outside the bundle: {rel!r}", "re-export the bundle")
+    _need(d["pipeline"], _PIPELINE, "pipeline")
+    _strings(d["pipeline"]["programs"], "pipeline.programs")
+    if not d["pipeline"]["fps"] > 0:
+        raise BundleError(f"manifest pipeline.fps is {d['pipeline']['fps']!r}", "re-export the bundle")
+    _strings(d["model"]["reference"], "model.reference")
+    _strings(d["golden"]["noise"], "golden.noise")
+    for tg, rec in d["targets"].items():
+        _need(rec, {"precision": str}, f"targets.{tg}")
+    for prec, row in d["tolerances"].items():
+        _need(row, {}, f"tolerances.{prec}")
     try:
         spec = PipelineSpec.from_json(d["pipeline"])
-    except (TypeError, KeyError, ValueError) as e:
+    except _MALFORMED as e:
         raise BundleError(f"manifest pipeline is malformed: {e}", "re-export the bundle") from None
     names = []
     for i, p in enumerate(d["programs"]):
@@ -113,13 +126,22 @@ def validate(d: Any) -> None:
         names.append(p["name"])
         try:
             for s in p["inputs"] + p["outputs"]:
+                _need(s, _TENSOR, f"{where} tensor spec")
+                if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in s["shape"]):
+                    raise BundleError(f"manifest {where} has a tensor shape that is not a list of sizes",
+                                      "re-export the bundle")
                 TensorSpec.from_json(s)
-        except (TypeError, KeyError, ValueError) as e:
+        except _MALFORMED as e:
             raise BundleError(f"manifest {where} has a malformed tensor spec: {e}", "re-export the bundle") from None
         _need(p["golden"], _PROGRAM_GOLDEN, f"{where} golden")
         _need_file(files, p["golden"]["file"], where)
+        if p["name"] in names[:-1]:
+            raise BundleError(f"manifest lists program {p['name']!r} twice", "re-export the bundle")
         for target, art in p["artifacts"].items():
             _need(art, _ARTIFACT, f"{where} artifacts.{target}")
+            _strings(art["files"], f"{where} artifacts.{target}.files")
+            for out, tol in art["tolerances"].items():
+                _need(tol, {}, f"{where} artifacts.{target}.tolerances.{out}")
             if target not in d["targets"]:
                 raise BundleError(f"manifest {where} has artifacts for {target!r}, not listed in targets",
                                   "re-export the bundle")
@@ -132,6 +154,11 @@ def validate(d: Any) -> None:
     _need_file(files, d["golden"]["file"], "golden")
     for rel in d["model"]["reference"]:
         _need_file(files, rel, "model reference")
+
+
+def _strings(v: Any, where: str) -> None:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise BundleError(f"manifest {where} is not a list of names", "re-export the bundle")
 
 
 def _need_file(files: dict[str, str], rel: str, where: str) -> None:

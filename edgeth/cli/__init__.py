@@ -94,8 +94,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as e:
+    except click.exceptions.NoArgsIsHelpError as e:  # bare `edgeth`: the help text
         e.show()
+        sys.exit(e.exit_code)
+    except click.ClickException as e:  # bad option or value: one line, like every other error
+        ctx = getattr(e, "ctx", None)
+        cmd = ctx.command_path if ctx is not None else "edgeth"
+        click.echo(f"error: {e.format_message()} — see `{cmd} --help`", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

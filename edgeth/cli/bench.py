@@ -11,9 +11,9 @@ import click
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--backend", "backends", multiple=True,
               help="Backend to measure (repeatable; default: every one that runs here). Eager is always measured.")
-@click.option("--frames", type=int, default=None, help="End-to-end length in frames (default: the golden run).")
-@click.option("--iters", type=int, default=20, show_default=True, help="Timed calls per program.")
-@click.option("--threads", type=int, default=None, help="Threads for every backend and the eager baseline.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="End-to-end length in frames (default: the golden run).")
+@click.option("--iters", type=click.IntRange(min=1), default=20, show_default=True, help="Timed calls per program.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every backend and the eager baseline.")
 @click.option("--no-pipeline", is_flag=True, help="Programs only.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (for tracking over time).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None, help="Also write the JSON here.")

@@ -22,16 +22,16 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 @click.option("--budget", default="psnr=35", show_default=True, help="Accuracy budget for mixed.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder (reused on rerun).")
 @click.option("--preset", default="tiny", show_default=True, help="Preset to train without --ckpt.")
-@click.option("--clips", type=int, default=8, show_default=True, help="Synthetic clips without --ckpt.")
-@click.option("--seconds", type=float, default=4.0, show_default=True, help="Seconds per synthetic clip.")
-@click.option("--max-steps", type=int, default=600, show_default=True,
+@click.option("--clips", type=click.IntRange(min=1), default=8, show_default=True, help="Synthetic clips without --ckpt.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True, help="Seconds per synthetic clip.")
+@click.option("--max-steps", type=click.IntRange(min=0), default=600, show_default=True,
               help="Cap each training stage (0: the preset's full schedule).")
-@click.option("--steps", type=int, default=10, show_default=True,
+@click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True,
               help="Sampler steps of the golden run every backend replays (0: the model's schedule).")
-@click.option("--frames", type=int, default=None, help="End-to-end bench length (default: the golden run).")
-@click.option("--bench-iters", type=int, default=10, show_default=True, help="Timed calls per program.")
+@click.option("--frames", type=click.IntRange(min=1), default=None, help="End-to-end bench length (default: the golden run).")
+@click.option("--bench-iters", type=click.IntRange(min=1), default=10, show_default=True, help="Timed calls per program.")
 @click.option("--no-bench", is_flag=True, help="Skip the benchmark step.")
-@click.option("--threads", type=int, default=None, help="Threads for every backend and the eager baseline.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every backend and the eager baseline.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def cli(model, ckpt, targets, precisions, budget, out, preset, clips, seconds, max_steps, steps, frames, bench_iters,
@@ -47,12 +47,14 @@ def cli(model, ckpt, targets, precisions, budget, out, preset, clips, seconds, m
     """
     from edgeth.build import BuildConfig, build, summary_table
     from edgeth.errors import CheckFailed
+    from edgeth.io_utils import out_lock
 
     cfg = BuildConfig(model=model, ckpt=str(ckpt) if ckpt else None, targets=_csv(targets),
                       precisions=_csv(precisions) or ("fp32",), budget=budget, preset=preset, clips=clips,
                       seconds=seconds, max_steps=max_steps or None, steps=steps or None, frames=frames, bench=not no_bench,
                       bench_iters=bench_iters, threads=threads, seed=seed)
-    res = build(out, cfg, progress=not quiet)
+    with out_lock(out):  # one build per --out at a time
+        res = build(out, cfg, progress=not quiet)
     click.echo(summary_table(res.summary))
     if res.reused:
         click.echo(f"reused: {', '.join(res.reused)}")

@@ -20,12 +20,12 @@ def cli():
 
 @cli.command("synth")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--clips", default=16, show_default=True, help="Number of clips (two per identity).")
-@click.option("--seconds", default=4.0, show_default=True, help="Length of each clip.")
-@click.option("--size", default=128, show_default=True, help="Frame size in pixels (square).")
+@click.option("--clips", type=click.IntRange(min=1), default=16, show_default=True, help="Number of clips (two per identity).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True, help="Length of each clip.")
+@click.option("--size", type=click.IntRange(min=16), default=128, show_default=True, help="Frame size in pixels (square).")
 @click.option("--seed", default=0, show_default=True, help="Same seed, same corpus.")
 @click.option("--lossless", is_flag=True, help="Also write frames as .npz (bit-exact, besides the mp4).")
-@click.option("--val-fraction", default=0.25, show_default=True, help="Share of identities held out for val.")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0), default=0.25, show_default=True, help="Share of identities held out for val.")
 def synth(out, clips, seconds, size, seed, lossless, val_fraction):
     """Write a procedural synthetic talking-head corpus (mp4 + wav + per-frame ground truth).
 
@@ -68,7 +68,8 @@ def inspect(root, as_json, strict):
         for p in r["problems"]:
             click.echo(f"  problem: {p}")
     if strict and r["problems"]:
-        raise InputError(f"{len(r['problems'])} problem(s) in {root}", "fix or remove the listed files, or drop --strict")
+        raise InputError(f"{len(r['problems'])} problem(s) in {root}, first: {r['problems'][0]}",
+                         "fix or remove the listed files, or drop --strict")
 
 
 @cli.command("probe")

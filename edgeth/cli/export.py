@@ -17,15 +17,15 @@ import click
 @click.option("--budget", default=None, help="Accuracy budget for --precision mixed: psnr=35 | cosine=0.999 | tokens=0.99.")
 @click.option("--calib", "calib_dir", type=click.Path(path_type=Path), default=None,
               help="Calibration clips: <name>.png + <name>.wav pairs (default: synthetic clips).")
-@click.option("--calib-clips", type=int, default=4, show_default=True, help="Calibration clips to run the reference on.")
+@click.option("--calib-clips", type=click.IntRange(min=1), default=4, show_default=True, help="Calibration clips to run the reference on.")
 @click.option("--image", type=click.Path(path_type=Path), default=None, help="Portrait for the golden run (default: synthetic).")
 @click.option("--audio", type=click.Path(path_type=Path), default=None, help="Speech for the golden run (default: synthetic).")
-@click.option("--seconds", type=float, default=None, help="Length of the synthetic golden input (default: one window).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None, help="Length of the synthetic golden input (default: one window).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler noise stored as golden.")
-@click.option("--steps", type=int, default=None, help="Sampler steps of the golden run (default: the model's schedule).")
-@click.option("--golden-calls", type=int, default=8, show_default=True, help="Calls recorded per program.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Sampler steps of the golden run (default: the model's schedule).")
+@click.option("--golden-calls", type=click.IntRange(min=1), default=8, show_default=True, help="Calls recorded per program.")
 @click.option("--tar", "tar", is_flag=True, help="Also write BUNDLE.tar next to the folder.")
-@click.option("--threads", type=int, default=None, help="Runtime threads for the export-time parity check.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads for the export-time parity check.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, image, audio, seconds, seed, steps,
@@ -49,6 +49,7 @@ def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, im
     """
     from edgeth.bundle.export import export_bundle
     from edgeth.errors import InputError
+    from edgeth.io_utils import out_lock
 
     if (image is None) != (audio is None):
         raise InputError("--image and --audio go together", "pass both, or neither for a synthetic sample")
@@ -56,11 +57,12 @@ def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, im
     if image is not None:
         img, aud = _read_inputs(ckpt, model, image, audio)
     names = [t.strip() for t in targets.split(",") if t.strip()] if targets else None
-    res = export_bundle(ckpt, out, model=model, targets=names, precision=precision, image=img, audio=aud,
-                        seed=seed, seconds=seconds, options={"steps": steps} if steps else None,
-                        golden_calls=golden_calls, tar=tar, threads=threads,
-                        progress=not quiet and not as_json,
-                        quantize={"budget": budget, "calib_dir": calib_dir, "calib_clips": calib_clips})
+    with out_lock(out):  # a second export into the same --out fails at once instead of mixing bundles
+        res = export_bundle(ckpt, out, model=model, targets=names, precision=precision, image=img, audio=aud,
+                            seed=seed, seconds=seconds, options={"steps": steps} if steps else None,
+                            golden_calls=golden_calls, tar=tar, threads=threads,
+                            progress=not quiet and not as_json,
+                            quantize={"budget": budget, "calib_dir": calib_dir, "calib_clips": calib_clips})
     if as_json:
         click.echo(json.dumps({"bundle": str(res.path), "tar": str(res.tar) if res.tar else None,
                                "targets": sorted(res.manifest["targets"]), "seconds": res.seconds,

@@ -13,7 +13,7 @@ import click
 @click.option("--backend", "backends", multiple=True, help="Backend to include (default: every one that runs here).")
 @click.option("--bench", "bench_json", type=click.Path(exists=True, path_type=Path), default=None,
               help="Include a saved `edgeth bench --json` result.")
-@click.option("--threads", type=int, default=None)
+@click.option("--threads", type=click.IntRange(min=1), default=None)
 def cli(bundle, output, backends, bench_json, threads):
     """Write a self-contained HTML parity report (no network needed to view it).
 

@@ -20,7 +20,7 @@ from edgeth.cli.face_options import crop_mode, face_options, summary
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler noise seed.")
 @opt_option
 @click.option("--steps", type=int, default=None, help="Shorthand for --opt steps=N (diffusion families).")
-@click.option("--threads", type=int, default=None, help="Runtime threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads.")
 @click.option("--npz", type=click.Path(path_type=Path), default=None, help="Also save frames and stages as .npz.")
 @face_options
 def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz, crop_box, no_crop, no_paste, as_json):

@@ -16,7 +16,7 @@ import click
               help="Folder of outputs an app dumped on a device (see below); compares them instead of running.")
 @click.option("--target", default=None, help="With --outputs: whose tolerances apply (default: the bundle's only target).")
 @click.option("--programs-only", is_flag=True, help="Skip the whole-pipeline replay.")
-@click.option("--threads", type=int, default=None, help="Runtime threads.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="Also write a JUnit XML report.")
 def cli(bundle, backends, outputs, target, programs_only, threads, as_json, junit):

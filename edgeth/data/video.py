@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeth.data.limits import check_audio_length, check_image_size, max_audio_seconds, wav_header
 from edgeth.errors import InputError
 from edgeth.io_utils import atomic_path
 
@@ -109,9 +110,15 @@ def resample(audio: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.nda
 
 
 def _wav(path: Path) -> tuple[np.ndarray, int]:
+    import warnings
+
     from scipy.io import wavfile
 
-    sr, data = wavfile.read(str(path))
+    h = wav_header(path)  # refuses a truncated file before reading samples
+    check_audio_length(path, h.frames / max(h.rate, 1), h.rate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", wavfile.WavFileWarning)  # a damaged file is an error, not a warning
+        sr, data = wavfile.read(str(path))
     if data.dtype == np.int16:
         a = data.astype(np.float32) / 32768.0
     elif data.dtype == np.int32:
@@ -130,14 +137,19 @@ def _av_audio(path: Path) -> tuple[np.ndarray, int]:
         if not c.streams.audio:
             raise InputError(f"{path} has no audio track", "add one, or put a .wav with the same name beside it")
         st = c.streams.audio[0]
-        chunks = []
+        rate = int(st.rate or st.sample_rate or 0)
+        check_audio_length(path, float(c.duration or 0) / 1e6, rate, whole=False)  # duration from the header
+        chunks, n, cap = [], 0, max_audio_seconds() * rate
         for fr in c.decode(audio=0):
+            n += fr.samples
+            if n > cap:  # the container did not tell its length: stop decoding at the limit
+                check_audio_length(path, n / rate, rate, whole=False)
             x = fr.to_ndarray().astype(np.float32)
             if fr.format.is_planar:  # [channels, n]
                 chunks.append(x.T)
             else:  # interleaved [1, n*channels]
                 chunks.append(x.reshape(-1, len(fr.layout.channels)))
-        sr = int(st.rate or st.sample_rate)
+        sr = rate
     if not chunks:
         raise InputError(f"{path} has an empty audio track", "re-encode it with audio")
     return np.concatenate(chunks, axis=0), sr
@@ -158,6 +170,7 @@ def read_audio(path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         a = a.mean(axis=1)
     if a.size == 0:
         raise InputError(f"{path} holds no audio samples", "pass a non-empty recording")
+    check_audio_length(path, a.shape[0] / sr, sr)
     a = resample(a, sr, sample_rate)
     if not np.isfinite(a).all():
         raise InputError(f"{path} contains NaN/inf samples", "re-export the audio")
@@ -188,13 +201,29 @@ def read_image(path, size: int | None = None) -> np.ndarray:
     if not path.is_file():
         raise InputError(f"image not found: {path}", "check the path")
     try:
-        with Image.open(path) as im:
-            img = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:
+        with Image.open(path) as im:  # reads the header only
+            check_image_size(path, *im.size)
+            img = _rgb8(im)
+    except Image.DecompressionBombError as e:
+        raise InputError(f"image {path} is refused before decoding: {e}", "downscale it") from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
         raise InputError(f"cannot read image {path}: {e}", "pass a PNG or JPEG portrait") from None
     if size is not None:
         img = center_crop_resize(img, size)
     return img.astype(np.float32) / 255.0
+
+
+def _rgb8(im) -> np.ndarray:
+    """uint8 [H,W,3] of any Pillow mode: 16/32-bit greyscale is scaled, not clipped at 255."""
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode == "F" and np.isfinite(a).all() and a.max(initial=0) <= 1.0:
+            a = a * 65535.0  # float greyscale in [0, 1]
+        if not np.isfinite(a).all():
+            raise ValueError("image holds NaN/inf pixel values")
+        g = (np.clip(a, 0, 65535) / 257.0 + 0.5).astype(np.uint8)
+        return np.repeat(g[..., None], 3, axis=-1)
+    return np.asarray(im.convert("RGB"))
 
 
 def write_png(path, image: np.ndarray) -> Path:
