@@ -37,8 +37,15 @@ class BackendResult:
         return all(c.passed for c in self.checks)
 
     @property
+    def name(self) -> str:
+        """The target, or the backend when it is a simulator of one (coreml-sim is never "coreml")."""
+        from edgeth.runtime_py.backends import SIMULATORS
+
+        return self.backend if self.backend in SIMULATORS else (self.target or self.backend)
+
+    @property
     def label(self) -> str:
-        return f"{self.target or self.backend} {self.precision}"
+        return f"{self.name} {self.precision}"
 
     def frames_check(self):
         return next((c for c in self.checks if c.name.endswith("/frames")), None)
@@ -107,7 +114,7 @@ def _program_rows(r: BackendResult) -> list[dict[str, Any]]:
                 worse = max if k in ("max_abs", "mean_abs") else min
                 metrics[k] = worse(metrics[k], v) if k in metrics else v
         tol = checks[0].tolerance if checks else {}
-        rows.append({"program": name, "target": r.target or r.backend, "precision": r.precision,
+        rows.append({"program": name, "target": r.name, "precision": r.precision,
                      "metrics": metrics, "tolerance": tol, "passed": all(c.passed for c in checks),
                      "errors": r.errors.get(name)})
     return rows
@@ -197,7 +204,7 @@ def summary_rows(results: list[BackendResult], bench: dict[str, Any] | None = No
             continue
         fc = r.frames_check()
         b = pipe.get((r.backend, r.precision), {})
-        rows.append({"target": r.target, "precision": r.precision, "status": "pass" if r.passed else "fail",
+        rows.append({"target": r.name, "precision": r.precision, "status": "pass" if r.passed else "fail",
                      "worst_psnr_db": fc.metrics.get("psnr_db") if fc else None,
                      "worst_frame": (fc.detail.get("curve") or {}).get("worst_frame") if fc else None,
                      "speed_ratio": b.get("speed_ratio"), "size_bytes": b.get("size_bytes"),

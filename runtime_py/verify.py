@@ -51,12 +51,12 @@ class Report:
             out.append(f"{mark} {c.name:<40} {c.worst}")
         n_fail = len(self.failures)
         out.append(f"{'PASSED' if not n_fail else 'FAILED'}: {len(self.checks) - n_fail}/{len(self.checks)} checks "
-                   f"passed on {self.backend} ({self.seconds:.1f} s)")
+                   f"passed on {_label(self.backend)} ({self.seconds:.1f} s)")
         return out
 
     def junit_suite(self) -> ET.Element:
         """One JUnit <testsuite>, one <testcase> per check."""
-        suite = ET.Element("testsuite", name=f"edgeth verify {self.backend}", tests=str(len(self.checks)),
+        suite = ET.Element("testsuite", name=f"edgeth verify {_label(self.backend)}", tests=str(len(self.checks)),
                            failures=str(len(self.failures)), errors="0",
                            skipped=str(sum(c.skipped for c in self.checks)), time=f"{self.seconds:.3f}")
         for c in self.checks:
@@ -70,6 +70,12 @@ class Report:
                 ET.SubElement(case, "failure", message=c.worst, type="ParityError").text = metrics
             ET.SubElement(case, "system-out").text = metrics
         return suite
+
+
+def _label(backend: str) -> str:
+    from edgeth.runtime_py.backends import backend_label
+
+    return backend_label(backend)
 
 
 def _slug(s: str) -> str:
@@ -209,6 +215,16 @@ def verify_bundled_programs(bundle, target: str) -> list[Check]:
     return checks
 
 
+def verify_structure(bundle, target: str | None) -> list[Check]:
+    """Core ML only: structure/<program> checks (spec, I/O vs manifest, ops vs deployment
+    target, weight hashes) that need no Core ML runtime (edgeth.targets.coreml.sim.structure)."""
+    if target != "coreml":
+        return []
+    from edgeth.targets.coreml.sim import structure_checks
+
+    return structure_checks(bundle)
+
+
 def verify_bundle(bundle, backend: str = "torch", *, threads: int | None = None, programs: bool = True,
                   pipeline: bool = True, progress: bool = False) -> Report:
     """Run every golden call and the golden pipeline on `backend`; compare with tolerances."""
@@ -224,6 +240,7 @@ def verify_bundle(bundle, backend: str = "torch", *, threads: int | None = None,
     if programs:
         rep.checks += verify_programs(bundle, call, target_for_backend(backend), progress)
         rep.checks += verify_bundled_programs(bundle, target_for_backend(backend))
+        rep.checks += verify_structure(bundle, target_for_backend(backend))
     if pipeline:
         rep.checks += verify_pipeline(bundle, backend, threads, progress, call=call)
     rep.seconds = time.perf_counter() - t0

@@ -12,8 +12,7 @@ from edgeth.errors import InputError, TargetUnavailable
 from edgeth.runtime_py.parity import compare_frames
 
 TARGETS = bs.runnable_targets()
-BACKEND_OF = {"onnx": "onnxruntime"}
-BACKENDS = ["torch"] + [BACKEND_OF.get(t, t) for t in TARGETS]
+BACKENDS = bs.runnable_backends()
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -27,7 +26,7 @@ def test_available_backends_and_no_silent_fallback(fixture_bundle):
 
     b = load_bundle(fixture_bundle["bundle"])
     avail = available_backends(b)
-    assert set(avail) == {"torch", "onnxruntime", "executorch", "coreml", "tensorrt"}
+    assert set(avail) == {"torch", "onnxruntime", "executorch", "coreml", "coreml-sim", "tensorrt"}
     assert avail["torch"].ok
     for name in BACKENDS:
         assert avail[name].ok, (name, avail[name].reason)
