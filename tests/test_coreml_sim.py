@@ -163,3 +163,12 @@ def test_structure_checks_catch_io_and_weight_mismatches(fixture_bundle):
     bad = {c.name: c for c in structure_checks(b)}
     assert not bad["structure/renderer"].passed and "input 'code': shape (1, 16)" in bad["structure/renderer"].worst
     assert not bad["structure/denoiser"].passed and "does not match its sha256" in bad["structure/denoiser"].worst
+
+
+def test_contract_ops_are_all_implemented(exported):
+    import edgeth.targets.coreml.sim.ops_nn  # noqa: F401
+    from edgeth.targets.coreml.sim.ops import CONTRACT, OPS
+
+    assert not [op for op in CONTRACT if op not in OPS and op != "const"]
+    emitted = {op for _, _, art in exported.values() for op in art.report["mil_ops"]}
+    assert emitted <= set(CONTRACT), emitted - set(CONTRACT)

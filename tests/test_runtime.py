@@ -167,3 +167,20 @@ def test_family_int8_exports_for_every_target(family, request, tmp_path_factory)
         assert cos and min(cos) >= 0.99, (target, cos)
         rep = verify_bundle(b, BACKEND_OF.get(target, target))
         assert rep.passed, "\n".join(rep.lines())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8-weights", "int8"])
+@pytest.mark.parametrize("family", _families())
+def test_family_every_precision_on_coreml_sim(family, precision, request, tmp_path_factory):
+    """The family's Core ML bundle at each precision, run in coreml-sim (a numpy simulation of Core
+    ML semantics, on any OS): every program call, the structure checks and the whole pipeline
+    replay meet the bundle's tolerances."""
+    from edgeth.runtime_py.verify import verify_bundle
+    from edgeth.targets import get_target
+
+    if not get_target("coreml").available().ok:
+        pytest.skip(get_target("coreml").available().reason)
+    res = _family_bundle(family, ["coreml"], request, tmp_path_factory, precision=precision)
+    rep = verify_bundle(load_bundle(res.path), "coreml-sim")
+    assert rep.passed, "\n".join(rep.lines())
+    assert {c.name.split("/")[0] for c in rep.checks} == {"program", "structure", "pipeline"}

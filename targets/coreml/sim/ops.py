@@ -19,6 +19,16 @@ import numpy as np
 
 OPS: dict[str, Callable[[dict[str, Any]], Any]] = {}
 
+# The contract: every MIL op edgeth's registered families (IF-MDM) and the test fixture programs
+# emit at fp32, fp16, int8-weights, int8 and mixed (the union of the exporter's `mil_ops`,
+# measured with coremltools 9.0). A family that emits a new op adds it here and to the table.
+CONTRACT = (
+    "add", "cast", "clip", "concat", "const", "constexpr_affine_dequantize", "conv", "cos", "dequantize",
+    "expand_dims", "gelu", "layer_norm", "leaky_relu", "linear", "log", "matmul", "mul", "pad", "quantize",
+    "reduce_mean", "relu", "resample", "reshape", "rsqrt", "sigmoid", "silu", "sin", "slice_by_index", "softmax",
+    "split", "squeeze", "sub", "tanh", "tile", "transpose", "upsample_bilinear",
+)
+
 # MIL dtype names (cast's `dtype`, quantize's `output_dtype`) -> numpy
 DTYPES = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float64, "int8": np.int8, "uint8": np.uint8,
           "int16": np.int16, "uint16": np.uint16, "int32": np.int32, "int64": np.int64, "bool": np.bool_}
