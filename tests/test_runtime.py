@@ -169,6 +169,7 @@ def test_family_int8_exports_for_every_target(family, request, tmp_path_factory)
         assert rep.passed, "\n".join(rep.lines())
 
 
+@pytest.mark.slow  # ~4 CPU-min per precision on top of the shared trained run (export + calibration + sim)
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8-weights", "int8"])
 @pytest.mark.parametrize("family", _families())
 def test_family_every_precision_on_coreml_sim(family, precision, request, tmp_path_factory):
