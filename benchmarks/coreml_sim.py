@@ -12,12 +12,20 @@ program's example inputs and measured on the example inputs themselves.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _bench_quantize():
+    """benchmarks/quantize.py as a module (its `build`, timer and parity helpers)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_quantize", Path(__file__).resolve().parent / "quantize.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _calibration(p, n: int = 8):
@@ -33,13 +41,13 @@ def program_rows(args) -> list[dict]:
     import numpy as np
     import torch
 
-    from quantize import build, median_time, output_parity  # benchmarks/quantize.py
-
     from edgeth.quantize.plan import PrecisionPlan
     from edgeth.targets import get_target
     from edgeth.targets.common import runner_entry
     from edgeth.targets.coreml.sim import make_runner
 
+    bq = _bench_quantize()
+    build, median_time, output_parity = bq.build, bq.median_time, bq.output_parity
     torch.set_num_threads(args.threads)
     programs, _ = build(args)
     rows = []

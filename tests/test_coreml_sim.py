@@ -166,7 +166,6 @@ def test_structure_checks_catch_io_and_weight_mismatches(fixture_bundle):
 
 
 def test_contract_ops_are_all_implemented(exported):
-    import edgeth.targets.coreml.sim.ops_nn  # noqa: F401
     from edgeth.targets.coreml.sim.ops import CONTRACT, OPS
 
     assert not [op for op in CONTRACT if op not in OPS and op != "const"]

@@ -36,7 +36,6 @@ def make_runner(artifact_dir: Path, entry: dict[str, Any], threads: int | None =
     from edgeth.targets.common import ArrayRunner, artifact_file, entry_specs
     from edgeth.targets.coreml.sim.program import SimProgram
     from edgeth.targets.coreml.sim.structure import io_problems
-    import edgeth.targets.coreml.sim.ops_nn  # noqa: F401  (registers the network ops)
 
     path = artifact_file(artifact_dir, entry, ".mlpackage")
     prog = SimProgram(path, str(entry.get("name", path.stem)))

@@ -270,3 +270,7 @@ def constexpr_blockwise_shift_scale(p):
     if p.get("offset") is not None:
         data = data - _blockwise(p["offset"], data.shape).astype(np.float32)
     return data * _blockwise(p["scale"], data.shape).astype(np.float32)
+
+
+# the network ops register themselves into OPS (ops_nn imports register/SimUnsupported from here)
+from edgeth.targets.coreml.sim import ops_nn  # noqa: E402,F401
