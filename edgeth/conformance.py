@@ -4,8 +4,11 @@ The shared conformance suite (tests/conformance) runs every registered model fam
 target at every precision. Each case ends in one status:
 
   passed    exported and, where the runtime exists here, run and matched its golden vectors
-  skipped   a declared skip (tests/conformance/skips.py: data, with the reason), e.g. Core ML
-            predict needs macOS; the export itself still ran and was checked for structure
+  simulated the runtime is absent here (a declared skip) but a simulator of it ran every program
+            on its golden calls and passed (Core ML on coreml-sim, a numpy simulation of Core
+            ML semantics: never presented as Core ML)
+  skipped   a declared skip (tests/conformance/skips.py: data, with the reason), e.g. TensorRT
+            needs a GPU; the export itself still ran and was checked for structure
   failed    (never recorded on main: the suite fails instead)
 
 `EDGETH_RECORD_CONFORMANCE=1 pytest tests/conformance` writes the results to
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 RECORD = Path(__file__).with_name("conformance.json")
-STATUSES = ("passed", "skipped", "failed")
+STATUSES = ("passed", "simulated", "skipped", "failed")
 
 
 def case_id(family: str, target: str, precision: str) -> str:
@@ -47,7 +50,7 @@ def write_record(cases: dict[str, dict[str, Any]], path: Path = RECORD) -> Path:
 def support_matrix_markdown(record: dict[str, Any] | None = None) -> str:
     """Model x target x precision from the recorded conformance results (README keeps a copy).
 
-    Cells: `pass`, `skip (n)` with the numbered reason below the table, `FAIL`, or `not run`
+    Cells: `pass`, `sim (n)` / `skip (n)` with the numbered reason below the table, `FAIL`, or `not run`
     (a registered family, target or precision the record does not cover yet)."""
     from edgeth.models import model_names
     from edgeth.quantize.plan import PRECISIONS
@@ -65,11 +68,12 @@ def support_matrix_markdown(record: dict[str, Any] | None = None) -> str:
                     cells.append("not run")
                 elif c["status"] == "passed":
                     cells.append("pass")
-                elif c["status"] == "skipped":
+                elif c["status"] in ("skipped", "simulated"):
                     r = c.get("reason", "")
                     if r not in reasons:
                         reasons.append(r)
-                    cells.append(f"skip ({reasons.index(r) + 1})")
+                    word = "sim" if c["status"] == "simulated" else "skip"
+                    cells.append(f"{word} ({reasons.index(r) + 1})")
                 else:
                     cells.append("FAIL")
             lines.append(f"| {m} | {t} | " + " | ".join(cells) + " |")

@@ -4,6 +4,8 @@
   onnxruntime  the bundle's `onnx` artifacts
   executorch   the bundle's `executorch` artifacts (.pte, XNNPACK)
   coreml       the bundle's `coreml` artifacts (.mlpackage; runs on macOS only)
+  coreml-sim   the same .mlpackage in edgeth's numpy interpreter of the ML Program: a
+               SIMULATION of Core ML semantics on any OS, never presented as Core ML
   tensorrt     the bundle's `tensorrt` artifacts (engine built on the device)
 
 `program_call(bundle, backend)` returns a ProgramCall (numpy in, numpy out) that checks
@@ -27,9 +29,22 @@ BACKENDS: dict[str, str | None] = {
     "onnxruntime": "onnx",
     "executorch": "executorch",
     "coreml": "coreml",
+    "coreml-sim": "coreml",
     "tensorrt": "tensorrt",
 }
-TARGET_BACKEND = {t: b for b, t in BACKENDS.items() if t}
+# backends that run a target's artifacts in a simulator instead of the target's runtime:
+# backend -> module with make_runner(artifact_dir, entry, threads) and LABEL
+SIMULATORS: dict[str, str] = {"coreml-sim": "edgeth.targets.coreml.sim"}
+TARGET_BACKEND = {t: b for b, t in BACKENDS.items() if t and b not in SIMULATORS}
+
+
+def backend_label(backend: str) -> str:
+    """How a backend is named to people: simulators say that they are one."""
+    if backend in SIMULATORS:
+        import importlib
+
+        return importlib.import_module(SIMULATORS[backend]).LABEL
+    return backend
 
 
 def backend_for_target(target: str) -> str:
@@ -56,7 +71,8 @@ def available_backends(bundle) -> dict[str, Any]:
             out[name] = Availability(False, f"bundle has no {target} artifacts (exported targets: {have})")
             continue
         try:
-            out[name] = get_target(target).runtime_available()
+            tgt = get_target(target)
+            out[name] = tgt.available() if name in SIMULATORS else tgt.runtime_available()
         except Exception as e:  # a target package that cannot even load
             out[name] = Availability(False, f"{target} runtime failed to load: {e}")
     return out
@@ -111,6 +127,11 @@ class BackendCall:
                 self.bundle.program(program)  # raises, listing the programs
             if self.target is None:
                 self._load_torch()
+            elif self.backend in SIMULATORS:
+                import importlib
+
+                self._runners[program] = importlib.import_module(SIMULATORS[self.backend]).make_runner(
+                    self.bundle.artifact_dir(self.target), self.bundle.entry(program, self.target), self.threads)
             else:
                 from edgeth.targets import get_target
 

@@ -63,8 +63,8 @@ def cosine(ref, got) -> float:
     nr, ng = float(np.linalg.norm(r)), float(np.linalg.norm(g))
     if nr == 0.0 and ng == 0.0:
         return 1.0
-    if nr == 0.0 or ng == 0.0:
-        return 0.0
+    if nr == 0.0 or ng == 0.0 or not math.isfinite(nr * ng):
+        return 0.0  # also non-finite outputs (e.g. an FP16 overflow): no agreement to speak of
     return float(np.clip(np.dot(r, g) / (nr * ng), -1.0, 1.0))
 
 
@@ -75,7 +75,7 @@ def sqnr_db(ref, got) -> float:
     signal = float(np.sum(r ** 2))
     if noise == 0.0:
         return math.inf
-    if signal == 0.0:
+    if signal == 0.0 or not math.isfinite(noise):
         return -math.inf
     return 10.0 * math.log10(signal / noise)
 

@@ -66,13 +66,13 @@ class Report:
         n_fail = len(self.failures)
         g = self.gates
         out.append(f"{'PASSED' if not n_fail else 'FAILED'}: {len(self.checks) - n_fail}/{len(self.checks)} checks "
-                   f"passed on {self.backend} ({self.seconds:.1f} s); gate 1 (runtime) {g['runtime']}, "
+                   f"passed on {_label(self.backend)} ({self.seconds:.1f} s); gate 1 (runtime) {g['runtime']}, "
                    f"gate 2 (quality) {g['quality']}")
         return out
 
     def junit_suite(self) -> ET.Element:
         """One JUnit <testsuite>, one <testcase> per check."""
-        suite = ET.Element("testsuite", name=_xml_text(f"edgeth verify {self.backend}"), tests=str(len(self.checks)),
+        suite = ET.Element("testsuite", name=_xml_text(f"edgeth verify {_label(self.backend)}"), tests=str(len(self.checks)),
                            failures=str(len(self.failures)), errors="0",
                            skipped=str(sum(c.skipped for c in self.checks)), time=f"{self.seconds:.3f}")
         for c in self.checks:
@@ -94,6 +94,12 @@ _XML_BAD = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 def _xml_text(s: str) -> str:
     """Text XML 1.0 can hold: characters it forbids (control codes, lone surrogates) become U+FFFD."""
     return _XML_BAD.sub("\ufffd", str(s))
+
+
+def _label(backend: str) -> str:
+    from edgeth.runtime_py.backends import backend_label
+
+    return backend_label(backend)
 
 
 def _slug(s: str) -> str:
@@ -231,6 +237,16 @@ def _gate1_notes(bundle, target: str | None) -> list[str]:
     return [note] if note else []
 
 
+def verify_structure(bundle, target: str | None) -> list[Check]:
+    """Core ML only: structure/<program> checks (spec, I/O vs manifest, ops vs deployment
+    target, weight hashes) that need no Core ML runtime (edgeth.targets.coreml.sim.structure)."""
+    if target != "coreml":
+        return []
+    from edgeth.targets.coreml.sim import structure_checks
+
+    return structure_checks(bundle)
+
+
 def verify_bundle(bundle, backend: str = "torch", *, threads: int | None = None, programs: bool = True,
                   pipeline: bool = True, progress: bool = False) -> Report:
     """Run every golden call and the golden pipeline on `backend`; compare with tolerances."""
@@ -247,6 +263,7 @@ def verify_bundle(bundle, backend: str = "torch", *, threads: int | None = None,
     if programs:
         rep.checks += verify_programs(bundle, call, target_for_backend(backend), progress)
         rep.checks += verify_bundled_programs(bundle, target_for_backend(backend))
+        rep.checks += verify_structure(bundle, target_for_backend(backend))
     if pipeline:
         rep.checks += verify_pipeline(bundle, backend, threads, progress, call=call)
     rep.seconds = time.perf_counter() - t0

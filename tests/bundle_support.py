@@ -177,6 +177,16 @@ def runnable_targets() -> list[str]:
     return [t for t in target_names() if get_target(t).available().ok and get_target(t).runtime_available().ok]
 
 
+def runnable_backends() -> list[str]:
+    """torch, the backend of every runnable target, and every simulator whose target exports here
+    (coreml-sim runs the .mlpackage on any OS)."""
+    from edgeth.runtime_py.backends import BACKENDS, SIMULATORS, backend_for_target
+    from edgeth.targets import get_target
+
+    sims = [b for b in SIMULATORS if get_target(BACKENDS[b]).available().ok]
+    return ["torch"] + [backend_for_target(t) for t in runnable_targets()] + sims
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     """`edgeth ...` in-process (through edgeth.cli.main, as the console script runs it)."""
     from edgeth.cli import main

@@ -20,7 +20,7 @@ from edgeth.bundle.manifest import comparable
 from edgeth.errors import BundleError, CheckFailed, InputError
 
 TARGETS = bs.runnable_targets()
-BACKENDS = ["torch"] + [{"onnx": "onnxruntime"}.get(t, t) for t in TARGETS]
+BACKENDS = bs.runnable_backends()
 FAST = sorted(TARGETS, key=lambda t: t != "onnx")[:1]  # the quickest target to export, for single-target tests
 
 

@@ -37,8 +37,15 @@ class BackendResult:
         return all(c.passed for c in self.checks)
 
     @property
+    def name(self) -> str:
+        """The target, or the backend when it is a simulator of one (coreml-sim is never "coreml")."""
+        from edgeth.runtime_py.backends import SIMULATORS
+
+        return self.backend if self.backend in SIMULATORS else (self.target or self.backend)
+
+    @property
     def label(self) -> str:
-        return f"{self.target or self.backend} {self.precision}"
+        return f"{self.name} {self.precision}"
 
     def frames_check(self):
         return next((c for c in self.checks if c.name.endswith("/frames")), None)
@@ -116,7 +123,7 @@ def _program_rows(r: BackendResult) -> list[dict[str, Any]]:
                 worse = max if k in ("max_abs", "mean_abs") else min
                 metrics[k] = worse(metrics[k], v) if k in metrics else v
         tol = checks[0].tolerance if checks else {}
-        rows.append({"program": name, "target": r.target or r.backend, "precision": r.precision,
+        rows.append({"program": name, "target": r.name, "precision": r.precision,
                      "metrics": metrics, "tolerance": tol, "passed": all(c.passed for c in checks),
                      "runtime": ("n/a" if name not in runtime else
                                  "pass" if all(c.passed for c in runtime[name]) else "fail"),
@@ -222,7 +229,7 @@ def summary_rows(results: list[BackendResult], bench: dict[str, Any] | None = No
             continue
         fc = r.frames_check()
         b = pipe.get((r.backend, r.precision), {})
-        rows.append({"target": r.target, "precision": r.precision, "status": "pass" if r.passed else "fail",
+        rows.append({"target": r.name, "precision": r.precision, "status": "pass" if r.passed else "fail",
                      "gates": gate_status(r.checks),
                      "worst_psnr_db": fc.metrics.get("psnr_db") if fc else None, "measured": measured_on(r.bundle),
                      "stages": stage_figures(r),

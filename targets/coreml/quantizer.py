@@ -63,6 +63,7 @@ def _w8a8(program: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
     check_float_layers(ep.module(), plan.float_layers)
     samples, source = calibration(program, plan)
     converted = quantize_exported(ep, samples, mode="static", float_layers=float_layers(program, plan))
+    folded = fold_asymmetric_constants(converted)
     with quiet_python(), torch.no_grad():
         qep = torch.export.export(converted, tuple(program.example_inputs),
                                   dynamic_shapes=torch_dynamic_shapes(program.inputs))
@@ -72,4 +73,37 @@ def _w8a8(program: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
     return mlmodel, base_report(program, plan, "W8A8: PT2E INT8 (per-channel symmetric weights, per-tensor "
                                 "activations) converted to Core ML quantize/dequantize", source,
                                 deployment_target=W8A8_TARGET, units=len(units), int8_units=len(q),
-                                float_units=[u.name for u in units if u.node not in q])
+                                float_units=[u.name for u in units if u.node not in q], folded_constants=folded)
+
+
+def fold_asymmetric_constants(gm: Any) -> int:
+    """Replace dequantize_per_tensor(int8 constant, zero point != 0) by its float value; returns how many.
+
+    coremltools 9.0 folds such a dequantize wrongly: it shifts the int8 constant to uint8 and
+    reads it back as int8, so IF-MDM's `image * 2 - 1` became `image * -0.0078 - 1` (found by
+    coreml-sim). Quantized weights (per-channel, zero point 0) are left as they are."""
+    import functools
+
+    import torch
+
+    from edgeth.quantize.pt2e import is_dequantize
+
+    n = 0
+    for node in list(gm.graph.nodes):
+        src = node.args[0] if is_dequantize(node) and node.args else None
+        if getattr(src, "op", "") != "get_attr" or "per_tensor" not in str(node.target):
+            continue
+        zp = node.args[2] if len(node.args) > 2 else node.kwargs.get("zero_point", 0)
+        if isinstance(zp, torch.fx.Node) or not zp:
+            continue
+        value = node.target(functools.reduce(getattr, src.target.split("."), gm), *node.args[1:], **node.kwargs)
+        name = f"_edgeth_folded_constant_{n}"
+        gm.register_buffer(name, value)
+        with gm.graph.inserting_before(node):
+            node.replace_all_uses_with(gm.graph.get_attr(name))
+        gm.graph.erase_node(node)
+        n += 1
+    if n:
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+    return n
