@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ("edgeth/train", "edgeth/data", "models/common")
+SHARED = ("edgeth/train", "models/common")
 
 
 def source_hash(name: str) -> str:
