@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from edgeth.bench import measure as B
+from edgeth.bench import core as B
 
 
 def test_percentiles_and_summary():

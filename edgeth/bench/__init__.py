@@ -1,5 +1,5 @@
-"""Benchmarks: the measurement core (measure.py: timing, memory, machine peak, tables) and
+"""Benchmarks: the measurement core (core.py: timing, memory, machine peak, tables) and
 bundle benchmarking per program and end to end against PyTorch eager (bundle.py)."""
-from edgeth.bench.measure import (  # noqa: F401
+from edgeth.bench.core import (  # noqa: F401
     SCHEMA, add_flops, add_ratios, bench_table_markdown, bench_table_rows, machine_info, matmul_peak_gflops,
     measure, set_threads, time_calls)
