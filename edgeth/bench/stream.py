@@ -58,8 +58,15 @@ def measure_stream(pipe: Any, image: np.ndarray, audio: np.ndarray, chunk_ms: fl
     sr = int(pipe.spec.audio.get("sample_rate", 16000))
     frames_stream = pipe.stream(image, split_audio(audio, max(1, round(chunk_ms * sr / 1000))), **run)
     frames = np.stack(list(frames_stream))
-    figs = stream_figures(frames_stream.events, frames_stream.t0, sr, pipe.spec.fps)
-    return frames, {"chunk_ms": chunk_ms, **figs}
+    return frames, _figures(frames_stream, sr, pipe.spec.fps, chunk_ms)
+
+
+def _figures(frames_stream: Any, sr: int, fps: float, chunk_ms: float) -> dict[str, Any]:
+    """stream_figures + each program's share of the time spent in program calls."""
+    figs = stream_figures(frames_stream.events, frames_stream.t0, sr, fps)
+    spent = (frames_stream.result.extras or {}).get("timings_s") or {}
+    total = sum(spent.values()) or 1.0
+    return {"chunk_ms": chunk_ms, **figs, "shares": {k: round(v / total, 4) for k, v in spent.items()}}
 
 
 def stream_wav(pipe: Any, image: np.ndarray, wav: Any, chunk_ms: float = 200.0, **run: Any) -> tuple[Any, dict]:
@@ -71,9 +78,9 @@ def stream_wav(pipe: Any, image: np.ndarray, wav: Any, chunk_ms: float = 200.0, 
     sr = int(pipe.spec.audio.get("sample_rate", 16000))
     frames_stream = pipe.stream(image, wav_chunks(wav, chunk_ms, sr), **run)
     frames = np.stack(list(frames_stream))
-    figs = stream_figures(frames_stream.events, frames_stream.t0, sr, pipe.spec.fps)
     res = frames_stream.result
-    return PipelineResult(frames=frames, fps=res.fps, extras=res.extras), {"chunk_ms": chunk_ms, **figs}
+    return PipelineResult(frames=frames, fps=res.fps, extras=res.extras), _figures(frames_stream, sr, pipe.spec.fps,
+                                                                                  chunk_ms)
 
 
 def stream_line(figs: dict[str, Any]) -> str:
