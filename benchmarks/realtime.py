@@ -28,17 +28,17 @@ from typing import Any
 BEGIN, END = "<!-- realtime-table:begin -->", "<!-- realtime-table:end -->"
 
 
-def mobile_families(wanted: list[str] | None) -> list[str]:
+def families_with(preset: str, wanted: list[str] | None) -> list[str]:
     from edgeth.models import get_model, model_names
 
     names = wanted or model_names()
-    return [n for n in names if "mobile" in getattr(get_model(n), "presets", ())]
+    return [n for n in names if preset in getattr(get_model(n), "presets", ())]
 
 
 def build_family(name: str, a: argparse.Namespace):
     from edgeth.build import BuildConfig, build
 
-    cfg = BuildConfig(model=name, preset="mobile", size=256, clips=a.clips, seconds=a.seconds,
+    cfg = BuildConfig(model=name, preset=a.preset, size=a.size, clips=a.clips, seconds=a.seconds,
                       max_steps=a.train_steps, precisions=tuple(a.precisions.split(",")),
                       targets=tuple(a.targets.split(",")) if a.targets else None, steps=a.sampler_steps,
                       threads=a.threads, bench=True, bench_iters=a.iters, frames=a.frames)
@@ -67,16 +67,17 @@ def op_profiles(bundles: dict[str, Path], threads: int) -> dict[str, dict[str, A
     return out
 
 
-def rows_for(name: str, summary: list[dict[str, Any]], bench: dict[str, Any]) -> list[dict[str, Any]]:
+def rows_for(name: str, preset: str, summary: list[dict[str, Any]], bench: dict[str, Any]) -> list[dict[str, Any]]:
     from edgeth.runtime_py.backends import target_for_backend
 
-    psnr = {(r["target"], r["precision"]): r.get("worst_psnr_db") for r in summary}
+    # the quality stage's frames figure: worst-frame PSNR vs the FP32 reference (worst_psnr_db is gate 1's)
+    psnr = {(r["target"], r["precision"]): ((r.get("stages") or {}).get("frames") or {}).get("psnr_db") for r in summary}
     eager = next((r for r in bench["pipeline"] if r["backend"] == "torch"), {})
     out = []
     for r in bench["pipeline"]:
         target = target_for_backend(r["backend"])
         st = r.get("stream", {})
-        out.append({"model": name, "backend": r["backend"], "precision": r.get("precision", "fp32"),
+        out.append({"model": name, "preset": preset, "backend": r["backend"], "precision": r.get("precision", "fp32"),
                     "frames": r["frames"], "fps": r["fps"], "vs_eager": r.get("speed_ratio"),
                     "worst_psnr_db": None if target is None else psnr.get((target, r.get("precision"))),
                     "size_mb": (r.get("size_bytes") or 0) / 1e6,
@@ -95,7 +96,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         s = r["stream"]
         shares = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in sorted(r["shares"].items(), key=lambda x: -x[1])
                            if v >= 0.02)
-        out.append(f"| {r['model']} mobile | {r['backend']} {r['precision']} | {f(r['fps'])} | "
+        out.append(f"| {r['model']} {r['preset']} | {r['backend']} {r['precision']} | {f(r['fps'])} | "
                    f"{f(r['vs_eager'], '.2f')}x | {f(r['worst_psnr_db'])} | {f(r['size_mb'])} | "
                    f"{f(s.get('first_frame_ms'), '.0f')} | {f(s.get('playback_delay_ms'), '.0f')} | "
                    f"{f(s.get('worst_gap_ms'), '.0f')} | {f(s.get('rtf'), '.2f')} | {shares} |")
@@ -132,6 +133,8 @@ def write_readme(readme: Path, text: str) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=None, help="comma-separated families (default: every one with `mobile`)")
+    ap.add_argument("--preset", default="mobile", help="the preset measured (tiny: a quick smoke run of this script)")
+    ap.add_argument("--size", type=int, default=256, help="corpus frame size (the preset's image size)")
     ap.add_argument("--work", default="~/.cache/edgeth/realtime", help="cache: corpus, runs, bundles per family")
     ap.add_argument("--train-steps", type=int, default=150, help="training steps per stage (brief; a throughput figure)")
     ap.add_argument("--clips", type=int, default=8)
@@ -150,21 +153,21 @@ def main(argv=None) -> int:
     from edgeth.build import summary_table
 
     rows, report, machine = [], {}, {}
-    for name in mobile_families(a.models.split(",") if a.models else None):
+    for name in families_with(a.preset, a.models.split(",") if a.models else None):
         res = build_family(name, a)
         print(summary_table(res.summary))
         bench = json.loads((res.out / "bench.json").read_text())
         profiles = {} if a.no_profile else op_profiles(res.bundles, a.threads)
-        rows += rows_for(name, res.summary, bench)
+        rows += rows_for(name, a.preset, res.summary, bench)
         report[name] = {"summary": res.summary, "bench": bench, "profiles": profiles}
         print("\n".join(profile_lines(profiles, bench)))
         machine = bench["machine"]
     if not rows:
-        raise SystemExit("error: no registered family has a `mobile` preset — pass --models NAME")
+        raise SystemExit(f"error: no registered family has a {a.preset!r} preset — pass --models NAME")
     m = machine or machine_info(a.threads)
     text = (table(rows) + f"\n\nMeasured on {m.get('cpu', '?')} ({m.get('cores', '?')} cores, {a.threads} threads), "
             f"{m.get('system', '')}, torch {m.get('torch', '?')}, matmul peak {m.get('peak_gflops') or 0:.0f} GFLOP/s; "
-            f"{a.sampler_steps} DDIM steps, 256x256, brief training ({a.train_steps} steps per stage), "
+            f"{a.sampler_steps} DDIM steps, {a.size}x{a.size}, brief training ({a.train_steps} steps per stage), "
             "all rows in one run.")
     print(text)
     if a.json:
