@@ -8,6 +8,11 @@ chosen backend. This is what an app does; `edgeth run` is a thin wrapper.
     result = Pipeline("bundle/", "executorch").run(image, audio, seed=0)
     result.frames  # [T, H, W, 3] float32 in [0, 1]
 
+Streaming (speech arriving in chunks, frames out as soon as they are final):
+
+    for frame in Pipeline("bundle/", "executorch").stream(image, mic_chunks, seed=0):
+        show(frame)  # [H, W, 3]
+
 With `noise=RecordedNoise(...)` (or `Pipeline.golden_noise(bundle)`) every backend samples
 the trajectory the PyTorch reference sampled when the bundle was exported.
 """
@@ -44,6 +49,21 @@ class Pipeline:
         if noise is None:
             noise = SeededNoise(0 if seed is None else int(seed))
         return self.driver(self.spec, self.call, image=image, audio=audio, noise=noise, progress=progress, **options)
+
+    def stream(self, image: np.ndarray, chunks: Any, seed: int | None = None, noise: Any = None,
+               progress: bool = False, **options: Any):
+        """A FrameStream (edgeth.runtime_py.stream) of frames from `chunks`, an iterable of mono
+        audio arrays arriving over time. With the same noise its frames equal run()'s."""
+        from edgeth.runtime_py.pipelines import stream_driver
+        from edgeth.runtime_py.stream import FrameStream
+
+        options = self.spec.parse_options(options)
+        image = check_image(image)
+        if noise is None:
+            noise = SeededNoise(0 if seed is None else int(seed))
+        drive = stream_driver(self.driver)
+        return FrameStream(lambda timed: drive(self.spec, self.call, image=image, chunks=timed, noise=noise,
+                                               progress=progress, **options), chunks)
 
     def run_golden(self, progress: bool = False) -> PipelineResult:
         """Replay the bundle's golden input with its recorded noise and options."""

@@ -85,6 +85,8 @@ def test_bench_bundle_measures_every_runnable_backend(bench_result, fixture_bund
         assert row["speed_ratio"] == pytest.approx(eager[row["program"]]["p50_ms"] / row["p50_ms"])
     for row in r["pipeline"]:
         assert row["frames"] == 16 and row["fps"] == pytest.approx(16e3 / row["p50_ms"])
+        st = row["stream"]  # one streamed run per backend (edgeth.bench.stream)
+        assert st["frames"] == 16 and st["playback_delay_ms"] >= st["first_frame_ms"] >= 8 / 25 * 1e3
     assert r["machine"]["peak_gflops"] > 0
     assert "coreml" in r["skipped"] or "coreml" in want
 

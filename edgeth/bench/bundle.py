@@ -74,8 +74,10 @@ def _pipeline_inputs(bundle, frames: int | None):
 def bench_bundle(bundle_path: str | Path | Any, *, backends: list[str] | None = None, frames: int | None = None,
                  iters: int = 20, pipeline_iters: int = 3, max_seconds: float = 5.0, threads: int | None = None,
                  peak_gflops: float | None = None, programs: bool = True, pipeline: bool = True,
-                 progress: bool = True) -> dict[str, Any]:
-    """Measure a bundle (see module docstring). Returns the JSON-able result of edgeth.bench."""
+                 progress: bool = True, stream_ms: float | None = 200.0) -> dict[str, Any]:
+    """Measure a bundle (see module docstring). Returns the JSON-able result of edgeth.bench.
+    stream_ms: also stream the pipeline's speech in chunks of this length once per backend and
+    add its latency figures (edgeth.bench.stream) to the end-to-end row as `stream`."""
     from tqdm import tqdm
 
     from edgeth.bench import SCHEMA, add_flops, add_ratios, machine_info, matmul_peak_gflops, measure, set_threads
@@ -116,9 +118,11 @@ def bench_bundle(bundle_path: str | Path | Any, *, backends: list[str] | None = 
             bar.set_postfix_str(f"{backend}:end-to-end")
             image, audio, noise, opts, n_frames = _pipeline_inputs(bundle, frames)
 
+            held: dict[str, Any] = {}
+
             def load_pipe(backend=backend):
                 bundle.cache.pop("torch_programs", None)
-                pipe = Pipeline(bundle, backend, threads)
+                pipe = held["pipe"] = Pipeline(bundle, backend, threads)
                 for n in bundle.program_names:  # load every runner now, so load_s covers it
                     pipe.call.runner(n)
                 return lambda: pipe.run(image, audio, seed=0, noise=noise, **opts)
@@ -127,6 +131,10 @@ def bench_bundle(bundle_path: str | Path | Any, *, backends: list[str] | None = 
             sizes = [r["size_bytes"] for r in rows if r["backend"] == backend and r.get("size_bytes") is not None]
             row.update(backend=backend, precision=prec, frames=n_frames, fps=n_frames * 1e3 / row["p50_ms"],
                        size_bytes=sum(sizes) if sizes else None)
+            if stream_ms:
+                from edgeth.bench.stream import measure_stream
+
+                row["stream"] = measure_stream(held["pipe"], image, audio, stream_ms, seed=0, noise=noise, **opts)[1]
             pipe_rows.append(row)
             bar.update(1)
     bar.close()

@@ -21,9 +21,12 @@ from edgeth.cli.face_options import crop_mode, face_options, summary
 @opt_option
 @click.option("--steps", type=int, default=None, help="Shorthand for --opt steps=N (diffusion families).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads.")
+@click.option("--stream", is_flag=True, help="Read the wav progressively and stream: frames as soon as they are final.")
+@click.option("--chunk-ms", type=float, default=200.0, show_default=True, help="With --stream: audio chunk length.")
 @click.option("--npz", type=click.Path(path_type=Path), default=None, help="Also save frames and stages as .npz.")
 @face_options
-def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz, crop_box, no_crop, no_paste, as_json):
+def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, stream, chunk_ms, npz, crop_box, no_crop,
+        no_paste, as_json):
     """Run a bundle's whole pipeline (audio -> motion -> frames) on a chosen backend.
 
     \b
@@ -50,7 +53,13 @@ def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz, cro
     portrait = read_portrait(image, spec, mode)
     aud = read_audio(audio, sample_rate=sr)
     t0 = time.perf_counter()
-    res = pipe.run(portrait.model_input, aud, seed=seed, progress=not as_json, **opts)
+    figs = None
+    if stream:
+        from edgeth.bench.stream import stream_wav
+
+        res, figs = stream_wav(pipe, portrait.model_input, audio, chunk_ms, seed=seed, **opts)
+    else:
+        res = pipe.run(portrait.model_input, aud, seed=seed, progress=not as_json, **opts)
     dt = time.perf_counter() - t0
     write_mp4(out, portrait.paste(res.frames, not no_paste), res.fps, audio=aud, sample_rate=sr)
     if npz:
@@ -60,7 +69,12 @@ def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz, cro
             save_npz(tmp, arrays)
     n = len(res.frames)
     if as_json:
-        click.echo(summary(out, n, res.fps, dt, portrait.to_json(), not no_paste, backend=backend))
+        click.echo(summary(out, n, res.fps, dt, portrait.to_json(), not no_paste, backend=backend,
+                           **({"stream": figs} if figs else {})))
         return
     click.echo(f"wrote {out}: {n} frames at {res.fps} fps on {backend} in {dt:.1f} s ({n / max(dt, 1e-9):.1f} frames/s)"
                + format_summary(res, spec))
+    if figs:
+        from edgeth.bench.stream import stream_line
+
+        click.echo(f"streamed in {chunk_ms:g} ms chunks: " + stream_line(figs))

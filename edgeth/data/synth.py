@@ -86,8 +86,10 @@ def _split(n_ids: int, val_fraction: float) -> list[str]:
 
 
 def generate_corpus(out, clips: int = 16, seconds: float = 4.0, size: int = 128, seed: int = 0,
-                    lossless: bool = False, val_fraction: float = 0.25, progress: bool = True) -> dict[str, Any]:
-    """Write the corpus into `out` (atomically: a temp folder renamed at the end). -> the manifest."""
+                    lossless: bool = False, val_fraction: float = 0.25, progress: bool = True,
+                    video: bool = True) -> dict[str, Any]:
+    """Write the corpus into `out` (atomically: a temp folder renamed at the end). -> the manifest.
+    video=False (with lossless=True) skips the mp4s: no video encoder needed (GPU machines)."""
     from edgeth.data.video import write_mp4, write_wav
 
     if clips < 2:
@@ -108,7 +110,8 @@ def generate_corpus(out, clips: int = 16, seconds: float = 4.0, size: int = 128,
             ident = i % n_ids
             c = make_clip(identities[ident], _clip_rng(seed, i, "clip"), seconds, size)
             name = f"clip_{i:04d}"
-            write_mp4(tmp / f"{name}.mp4", c["frames"], FPS, c["audio"])
+            if video or not lossless:
+                write_mp4(tmp / f"{name}.mp4", c["frames"], FPS, c["audio"])
             write_wav(tmp / f"{name}.wav", c["audio"])
             if lossless:
                 np.savez_compressed(tmp / f"{name}.npz", frames=c["frames"])

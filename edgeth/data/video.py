@@ -119,15 +119,18 @@ def _wav(path: Path) -> tuple[np.ndarray, int]:
     with warnings.catch_warnings():
         warnings.simplefilter("error", wavfile.WavFileWarning)  # a damaged file is an error, not a warning
         sr, data = wavfile.read(str(path))
+    return pcm_to_float(data), int(sr)
+
+
+def pcm_to_float(data: np.ndarray) -> np.ndarray:
+    """wav samples (int16/int32/uint8 PCM or float) -> float32 in [-1, 1]."""
     if data.dtype == np.int16:
-        a = data.astype(np.float32) / 32768.0
-    elif data.dtype == np.int32:
-        a = data.astype(np.float32) / 2147483648.0
-    elif data.dtype == np.uint8:
-        a = (data.astype(np.float32) - 128.0) / 128.0
-    else:
-        a = data.astype(np.float32)
-    return a, int(sr)
+        return data.astype(np.float32) / 32768.0
+    if data.dtype == np.int32:
+        return data.astype(np.float32) / 2147483648.0
+    if data.dtype == np.uint8:
+        return (data.astype(np.float32) - 128.0) / 128.0
+    return data.astype(np.float32)
 
 
 def _av_audio(path: Path) -> tuple[np.ndarray, int]:

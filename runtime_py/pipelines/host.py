@@ -2,6 +2,7 @@
 
   prepare_image(image, size)            portrait [H,W,3] in [0,1] -> [1,3,S,S] float32
   read_wave(audio)                      checked mono float32 samples
+  AudioBuffer(chunks)                   audio arriving in chunks: pulled only when a window needs it
   plan_windows(n, T, O)                 start frame of each overlapping window
   crossfade(prev, new, blend)           blend the last B overlap frames (weights (j+1)/(B+1))
   Timed(call)                           a ProgramCall that records seconds and calls per program
@@ -52,6 +53,47 @@ def read_wave(audio: np.ndarray) -> np.ndarray:
     if wave.size == 0 or not np.isfinite(wave).all():
         raise InputError("audio is empty or has NaN/inf samples", "pass a 16 kHz mono waveform")
     return wave
+
+
+class AudioBuffer:
+    """Speech that arrives as an iterable of chunks (one array = offline). `fill(n)` pulls chunks
+    until n samples have arrived or the source ends; `read(a, b)` is samples [a, b), zero-padded
+    past the end, so a window read here equals the same window of the whole padded wave;
+    `release(a)` forgets samples before a (a long stream keeps only what windows still need)."""
+
+    def __init__(self, chunks: Any):
+        self._source = iter([chunks] if isinstance(chunks, np.ndarray) else chunks)
+        self._data = np.zeros(0, np.float32)
+        self._offset = 0  # sample index of _data[0]
+        self.received = 0
+        self.ended = False
+
+    def fill(self, need: int) -> bool:
+        while not self.ended and self.received < need:
+            try:
+                chunk = next(self._source)
+            except StopIteration:
+                self.ended = True
+                break
+            chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+            if chunk.size and not np.isfinite(chunk).all():
+                raise InputError("audio has NaN/inf samples", "pass a 16 kHz mono waveform")
+            self._data = np.concatenate([self._data, chunk])
+            self.received += chunk.size
+        if self.ended and self.received == 0:
+            raise InputError("audio is empty", "pass a 16 kHz mono waveform")
+        return self.received >= need
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        out = np.zeros(b - a, np.float32)
+        got = self._data[a - self._offset:b - self._offset]
+        out[:got.size] = got
+        return out
+
+    def release(self, a: int) -> None:
+        if a > self._offset:
+            self._data = self._data[a - self._offset:]
+            self._offset = a
 
 
 def samples_per_frame(spec: Any) -> int:
