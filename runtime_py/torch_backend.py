@@ -31,6 +31,7 @@ def torch_call(programs: "dict[str, object] | Iterable[object]", device: str = "
         with torch.inference_mode():
             out = modules[name](*xs)
         outs = out if isinstance(out, (tuple, list)) else (out,)
-        return [o.detach().float().cpu().numpy() for o in outs]
+        # float outputs as float32; integer outputs (indices) keep their dtype
+        return [(o.detach().float() if o.is_floating_point() else o.detach()).cpu().numpy() for o in outs]
 
     return call

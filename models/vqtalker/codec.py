@@ -206,3 +206,19 @@ def decode_file(ckpt: Path, image: Path, tokens: Path, out: Path | None = None) 
     size = Path(tokens).stat().st_size
     return {"frames": frames, "measured_bps": size * 8 * spec.fps / len(frames),
             "configured_bps": stream.configured_bitrate()}
+
+
+def drive_video(ckpt: Path, image: Path, video: Path, out: Path) -> dict[str, Any]:
+    """Video-driven mode (`edgeth generate --driving`): the clip's motion, tokenized relative to
+    its first frame, rendered on the portrait; writes `out` (mp4)."""
+    from edgeth.data.video import read_image, write_mp4
+    from edgeth.io_utils import atomic_path
+    from edgeth.models.vqtalker.driver import drive
+
+    if Path(out).suffix.lower() != ".mp4":
+        raise InputError(f"output {out} is not an .mp4 path", "name the output like out.mp4")
+    spec, call = _reference(ckpt)
+    res = drive(spec, call, image=read_image(image, spec.image_size), driving=read_frames(video, spec.image_size))
+    with atomic_path(out) as tmp:
+        write_mp4(tmp, np.clip(np.round(res.frames * 255), 0, 255).astype(np.uint8), spec.fps)
+    return {"frames": res.frames, "indices": res.extras["indices"], "fps": spec.fps}

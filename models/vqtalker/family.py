@@ -60,6 +60,12 @@ class VQTalkerFamily(ModelFamily):
         return self.train(Path(corpus), Path(out), preset="tiny", device="cpu", seed=0, progress=False,
                           overrides={"tokenizer_steps": 150, "generator_steps": 200})
 
+    def drive(self, ckpt: Path, image: Path, driving: Path, out: Path) -> dict[str, Any]:
+        """Video-driven mode: `edgeth generate --driving clip.mp4` (see codec.drive_video)."""
+        from edgeth.models.vqtalker.codec import drive_video
+
+        return drive_video(Path(ckpt), Path(image), Path(driving), Path(out))
+
     def programs(self, run: Any) -> list[Program]:
         from edgeth.models.vqtalker.programs import build_programs
 
