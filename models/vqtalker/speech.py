@@ -33,7 +33,7 @@ class SpeechTokenizer(Protocol):
 
 
 class SpeechTokenizerProgram(nn.Module):
-    """wave [B, S] -> scores [B, T, V] (-squared distance to each centroid; argmax = token)."""
+    """wave [B, S] -> scores [B, T, V] (argmax = the nearest centroid = the token)."""
 
     def __init__(self, centroids: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, mels_per_frame: int = 4):
         super().__init__()
@@ -51,9 +51,13 @@ class SpeechTokenizerProgram(nn.Module):
         return (mel.reshape(b, n // self.mpf, self.mpf * m) - self.mean) / self.std
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """(x . c - |c|^2 / 2) / P: the nearest centroid scores highest. Without the per-frame
+        constant -|x|^2 / 2 and divided by P the scores are O(1): as raw squared distances
+        (O(100)) float reassociation on XNNPACK / ONNX Runtime gave 2.7e-3 absolute error,
+        past the 1e-4 FP32 bound though the port was correct."""
         x = self.features(wave)
         c = self.centroids
-        return 2 * torch.matmul(x, c.t()) - (c * c).sum(-1) - (x * x).sum(-1, keepdim=True)
+        return (torch.matmul(x, c.t()) - 0.5 * (c * c).sum(-1)) / c.shape[1]
 
 
 class KMeansSpeechTokenizer:
