@@ -212,7 +212,8 @@ class CodeLookup(nn.Module):
 
     def per_layer(self, indices: torch.Tensor) -> torch.Tensor:
         """indices [N, G, R] -> each stage's vector [N, G, R, d]."""
-        onehot = (indices.to(torch.int32)[..., None] == self.codes).float()  # [N, G, R, K]
+        # the table's dtype, not .float(): an FP16 export keeps one dtype through the einsum
+        onehot = (indices.to(torch.int32)[..., None] == self.codes).to(self.table.dtype)  # [N, G, R, K]
         return torch.einsum("ngrk,grkd->ngrd", onehot, self.table)
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:

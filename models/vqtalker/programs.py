@@ -14,6 +14,11 @@ float_only as a whole and quantizer is pinned to FP32 (INT8 there scrambled indi
 agreement measured). The code lookups inside renderer and token_generator are float_only
 (INT8 would round the code table). speech_tokenizer is a fixed DSP step + nearest centroid,
 pinned to FP32 like IF-MDM's audio_frontend (a flipped speech token changes every later layer).
+token_generator is pinned to FP32 too: in FP16 (ONNX Runtime, tiny fixture) its argmax flipped
+tokens at near-ties and the video fell to 28 dB at the flipped frame (bound 35 dB); it costs
+R/T calls a frame (~13 MFLOPs/frame at tiny vs the renderer's ~137), so only the renderer and
+the appearance encoder take the reduced precisions. The mixed search may revisit this under an
+`indices:agreement` budget.
 
 Shape legend: S image size, Dm = G*d, Cg global dims, T window, V speech vocabulary, C = 6
 controls, G groups, R residual layers, K codes, d code dims, N render batch, a^k skips.
@@ -100,7 +105,7 @@ def build_programs(run, *, flops: bool = True) -> list[Program]:
                  TensorSpec("tokens", (1, t, G, R), dtype="int32", kind="indices"),
                  TensorSpec("layer", (1, R), kind="scalar")],
                 [TensorSpec("logits", (1, t, G, K), kind="tensor")], gen_x,
-                meta={"runs": "R times per window", "frames": t}, float_only=("codes",)),
+                meta={"runs": "R times per window", "frames": t, "precision": "fp32"}, float_only=("codes",)),
         Program("renderer", LookupRenderer(tok).eval(),
                 [*app_specs, fg_spec, TensorSpec("indices", (n, G, R), dtype="int32", kind="indices")],
                 [TensorSpec("frames", (n, 3, s, s), kind="image")], (*app_out[:-1], idx),
