@@ -57,3 +57,16 @@ def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed:
     write_mp4(out, portrait.paste(result.frames, paste), result.fps, audio, sr)
     result.extras["crop"] = portrait.to_json()
     return (result, spec) if return_spec else result
+
+
+def drive_video(ckpt: Path, image_path: Path, driving: Path, out: Path) -> dict[str, Any]:
+    """Video-driven generation (`generate --driving`) for families that offer it (`family.drive`)."""
+    from edgeth.models import resolve_run
+
+    fam = resolve_run(ckpt)
+    if not callable(getattr(fam, "drive", None)):
+        raise InputError(f"model family {fam.name!r} has no video-driven mode", "pass --audio instead of --driving")
+    for p, what in ((image_path, "image"), (driving, "driving video")):
+        if not Path(p).is_file():
+            raise InputError(f"{what} file {p} not found", f"pass an existing {what} file")
+    return fam.drive(Path(ckpt), Path(image_path), Path(driving), Path(out))

@@ -14,6 +14,7 @@ from edgeth.registry import Registry
 # family is its folder plus one line here.
 MODELS: Registry["ModelFamily"] = Registry("model", builtins=(
     "edgeth.models.ifmdm",
+    "edgeth.models.vqtalker",
 ))
 
 

@@ -54,3 +54,10 @@ def family_run(synth_corpus, tmp_path_factory):
 def ifmdm_tiny_run(family_run) -> Path:
     """RUN/ of a tiny IF-MDM trained ~90 s on CPU (both stages); load with get_model("ifmdm").load(run)."""
     return family_run("ifmdm")
+
+
+# -- VQTalker (models/vqtalker): the tiny fixture run, shared with the conformance suite --
+@pytest.fixture(scope="session")
+def vqtalker_tiny_run(family_run) -> Path:
+    """RUN/ of a tiny VQTalker (tokenizer + speech k-means + generator, briefly trained on CPU)."""
+    return family_run("vqtalker")

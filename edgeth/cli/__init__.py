@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": ("build", "cli", "The main job: data -> train -> quantize -> export -> verify -> bench -> report."),
     "bench": ("bench", "cli", "Latency, FPS, memory and size per backend, as ratios to PyTorch eager."),
     "report": ("report", "cli", "Write a self-contained HTML parity report for a bundle."),
+    "codec": ("codec", "cli", "VQTalker motion tokens: encode a clip into a token file, decode one on a portrait."),
 }
 
 

@@ -13,7 +13,9 @@ from edgeth.cli.face_options import crop_mode, face_options, summary
 @click.command("generate", cls=FamilyOptionsCommand)
 @click.option("--ckpt", required=True, type=click.Path(path_type=Path), help="RUN/ directory from `edgeth train`.")
 @click.option("--image", "image", required=True, type=click.Path(path_type=Path), help="Portrait photo (any size; the face is detected and cropped).")
-@click.option("--audio", "audio", required=True, type=click.Path(path_type=Path), help="Speech (any wav; resampled to 16 kHz).")
+@click.option("--audio", "audio", default=None, type=click.Path(path_type=Path), help="Speech (any wav; resampled to 16 kHz).")
+@click.option("--driving", default=None, type=click.Path(path_type=Path),
+              help="Instead of --audio: a clip whose facial motion drives the portrait (families with a video mode).")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output .mp4 (audio muxed in).")
 @opt_option
 @click.option("--steps", type=int, default=None, help="Shorthand for --opt steps=N (diffusion families).")
@@ -24,8 +26,9 @@ from edgeth.cli.face_options import crop_mode, face_options, summary
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @face_options
-def cli(ckpt: Path, image: Path, audio: Path, out: Path, opts, steps, guidance, motion_std, motion_mean_mode,
-        seed: int, device: str, quiet: bool, crop_box, no_crop: bool, no_paste: bool, as_json: bool):
+def cli(ckpt: Path, image: Path, audio: Path | None, driving: Path | None, out: Path, opts, steps, guidance,
+        motion_std, motion_mean_mode, seed: int, device: str, quiet: bool, crop_box, no_crop: bool, no_paste: bool,
+        as_json: bool):
     """Generate a talking-head video from a portrait and speech with a trained run.
 
     \b
@@ -38,6 +41,14 @@ def cli(ckpt: Path, image: Path, audio: Path, out: Path, opts, steps, guidance, 
     from edgeth.cli.options import format_summary, parse_opts
     from edgeth.generate import generate
 
+    if (audio is None) == (driving is None):
+        raise click.UsageError("pass exactly one of --audio and --driving")
+    if driving is not None:
+        from edgeth.generate import drive_video
+
+        n = len(drive_video(ckpt, image, driving, out)["frames"])
+        click.echo(f"wrote {out}: {n} frames driven by {driving}")
+        return
     options = parse_opts(opts, steps=steps, guidance=guidance, motion_std=motion_std,
                          motion_mean_mode=motion_mean_mode)
     t0 = time.perf_counter()

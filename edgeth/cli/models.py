@@ -17,9 +17,10 @@ def cli(as_json: bool):
     """
     from edgeth.models import get_model, model_names
 
-    rows = [{"name": n, "presets": list(get_model(n).presets)} for n in model_names()]
+    rows = [{"name": n, "presets": list(get_model(n).presets), "description": get_model(n).description}
+            for n in model_names()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
         for r in rows:
-            click.echo(f"{r['name']:<10} presets: {', '.join(r['presets'])}")
+            click.echo(f"{r['name']:<10} presets: {', '.join(r['presets'])}" + (f"  {r['description']}" if r["description"] else ""))

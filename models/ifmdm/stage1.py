@@ -164,7 +164,12 @@ class Renderer(nn.Module):
     def forward(self, feats: list[torch.Tensor], motion_src: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         n = motion.shape[0]
         # relative motion: the source appearance already shows the source pose
-        style = self.style((motion - motion_src.expand(n, -1)) @ self.directions)
+        return self.decode(feats, self.style((motion - motion_src.expand(n, -1)) @ self.directions))
+
+    def decode(self, feats: list[torch.Tensor], style: torch.Tensor) -> torch.Tensor:
+        """Appearance features of the source + style [N, style_dim] -> RGB [N, 3, S, S] in [0, 1]
+        (the warping decoder; VQTalker's renderer drives it with its own style)."""
+        n = style.shape[0]
         apps = feats[::-1]
         h = torch.cat([apps[0].expand(n, -1, -1, -1), self.style_map(style).reshape(n, *self.map_shape)], dim=1)
         flow = None
