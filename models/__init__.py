@@ -14,6 +14,7 @@ from edgeth.registry import Registry
 # family is its folder plus one line here.
 MODELS: Registry["ModelFamily"] = Registry("model", builtins=(
     "edgeth.models.ifmdm",
+    "edgeth.models.mdcf",
 ))
 
 
@@ -52,6 +53,8 @@ class ModelFamily:
     name: str = ""
     presets: tuple[str, ...] = ("tiny", "mobile", "paper")
     description: str = ""
+    # family-specific `edgeth train` flags its train() accepts as keywords (e.g. "phase", "no_igc")
+    train_flags: tuple[str, ...] = ()
 
     # -- configuration --------------------------------------------------------------------
     def config(self, preset: str = "tiny") -> Any:

@@ -54,3 +54,10 @@ def family_run(synth_corpus, tmp_path_factory):
 def ifmdm_tiny_run(family_run) -> Path:
     """RUN/ of a tiny IF-MDM trained ~90 s on CPU (both stages); load with get_model("ifmdm").load(run)."""
     return family_run("ifmdm")
+
+
+# -- MDCF (models/mdcf): the tiny model trained briefly on synth_corpus (all three phases) --
+@pytest.fixture(scope="session")
+def mdcf_tiny_run(family_run) -> Path:
+    """RUN/ of a tiny MDCF (FDE 200 + LMAE 150 + diffusion 200 steps, ~1 min of CPU)."""
+    return family_run("mdcf")
