@@ -13,8 +13,12 @@ import torch
 from edgeth.models import get_model
 
 # Windowed NAR (T = 20, O = 6: windows at 0 and 14) vs global NAR (one window of 34) on the same
-# 34 frames and noise, 10 DDIM steps: measured latent cosine 0.99+ and frames within ~35 dB.
-AGREE_COSINE = 0.95
+# 34 frames and noise, 10 DDIM steps, compared on the temporal part of the diffusion variable
+# (x0 minus its mean over frames; the mean is the per-portrait part every sample shares).
+# Measured on the fixture: 0.94 (0.89-0.90 without overlap or with other windows), while another
+# seed gives 0.13-0.25. The fixture's FDE barely moves after 200 steps (latent_scale ~4e-4), so
+# the frames agree to > 100 dB and say little; the bound on them only catches a broken chain.
+AGREE_COSINE = 0.85
 AGREE_PSNR_DB = 28.0
 
 
@@ -39,10 +43,33 @@ def _log(run_dir, phase: str) -> list[dict]:
     return [json.loads(line) for line in (run_dir / f"{phase}.log.jsonl").read_text().splitlines()]
 
 
-def test_the_denoiser_loss_falls(mdcf_tiny_run):
-    rows = [r["diffusion"] for r in _log(mdcf_tiny_run, "diffusion")]
-    k = max(2, len(rows) // 4)
-    assert np.mean(rows[-k:]) < 0.7 * np.mean(rows[:k]), rows
+def test_the_denoiser_loss_falls(run, synth_corpus):
+    """On fixed windows, timesteps and noise: the trained denoiser's DDPM loss vs the same model at
+    initialization (which outputs 0: the loss is then E[x0^2], ~1 for the standardized latent)."""
+    from edgeth.data.dataset import load_corpus
+    from edgeth.models.mdcf.diffusion import LatentDiffusion
+    from edgeth.models.mdcf.training import LatentWindows
+
+    trained = run.model.diffusion
+    init = LatentDiffusion(run.cfg).attach(run.model.fde, run.model.lmae).eval()
+    init.load_state_dict({k: v for k, v in trained.state_dict().items() if "mel_" in k or "latent_" in k}, strict=False)
+    torch.manual_seed(0)
+    ds = LatentWindows(load_corpus(synth_corpus, size=64, split="train"), run.cfg.diffusion.window)
+    batch = {k: torch.stack([ds[i * 37][k] for i in range(6)]) for k in ("source", "frames", "audio", "rho")}
+    losses = {}
+    with torch.no_grad():
+        mu, origin, ctx = trained.latents(batch["source"], batch["frames"])
+        x0 = trained.standardize(mu, origin)
+        feats = {id(m): m.audio_encoder(batch["audio"]) for m in (trained, init)}
+        for m in (trained, init):
+            tot = 0.0
+            for t in (50, 250, 500, 750):
+                tt = torch.full((6,), t)
+                eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(t))
+                out = m.denoiser(m.sched.q_sample(x0, tt, eps), tt.float(), feats[id(m)], batch["rho"], ctx)
+                tot += float(torch.nn.functional.mse_loss(out, m.sched.target(x0, tt, eps)))
+            losses["trained" if m is trained else "init"] = tot / 4
+    assert losses["trained"] < 0.85 * losses["init"], losses  # measured: 0.47 vs 0.62 (200 steps)
 
 
 def test_decoding_a_noised_latent_degrades_frames_less_than_noising_the_dynamics(run, synth_corpus):
@@ -78,7 +105,7 @@ def _generate(run, spec, n_frames: int, seed: int = 0, **opts):
     from edgeth.runtime_py.torch_backend import torch_call
 
     fam = get_model("mdcf")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(0)  # one portrait and clip; `seed` draws the diffusion noise
     image = rng.random((64, 64, 3), dtype=np.float32)
     audio = (rng.standard_normal(n_frames * 640) * 0.1).astype(np.float32)
     return get_pipeline(spec.kind)(spec, torch_call(fam.programs(run)), image=image, audio=audio,
@@ -94,7 +121,11 @@ def test_windowed_and_global_nar_agree_on_a_short_sequence(run):
     glob = _generate(run, dataclasses.replace(spec, window={**spec.window, "length": 34, "overlap": 0}), 34, nar="global")
     assert (win.extras["windows"], glob.extras["windows"]) == (2, 1)
     assert win.frames.shape == glob.frames.shape == (34, 64, 64, 3)
-    assert cosine(glob.extras["latent"], win.extras["latent"]) > AGREE_COSINE
+    motion = lambda r: r.extras["x0"] - r.extras["x0"].mean(0, keepdims=True)  # noqa: E731
+    assert cosine(motion(glob), motion(win)) > AGREE_COSINE
+    other = _generate(run, dataclasses.replace(spec, window={**spec.window, "length": 34, "overlap": 0}), 34, seed=1,
+                      nar="global")
+    assert cosine(motion(glob), motion(other)) < 0.6  # the bound tells samples apart
     assert psnr_db(glob.frames, win.frames, peak=1.0) > AGREE_PSNR_DB
     assert set(spec.stages) <= set(win.extras) | {"frames"}
     with pytest.raises(Exception, match="global NAR over 34 frames"):

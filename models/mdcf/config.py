@@ -161,10 +161,10 @@ def _tiny() -> MDCFConfig:
 
 
 def _mobile() -> MDCFConfig:
-    fde = FDEConfig(image_size=256, enc_channels=(48, 96), est_channels=(32, 64, 128), dec_channels=(96, 48),
+    fde = FDEConfig(image_size=256, enc_channels=(32, 64), est_channels=(32, 64, 96), dec_channels=(48, 24),
                     dec_res_blocks=2)
     lmae = LMAEConfig(channels=(64, 128, 128))
-    dif = DiffusionConfig(window=50, overlap=10, channels=(128, 192), blocks=2, heads=4, context_channels=64,
+    dif = DiffusionConfig(window=50, overlap=10, channels=(96, 128), blocks=2, heads=4, context_channels=64,
                           audio_channels=192, audio_dim=128, audio_blocks=4, pose_channels=128, steps=20)
     return MDCFConfig(preset="mobile", fde=fde, lmae=lmae, diffusion=dif, render_batch=1, fde_steps=200_000,
                       lmae_steps=100_000, diffusion_steps=200_000, batch=16, window_batch=8, lr=2e-4)

@@ -3,9 +3,12 @@
 The frozen MDCF (FDE + LMAE) turns each training window into labels online (the paper
 "extract[s] its latent states online ... by the frozen MDCF"): the FDE's dynamics of every
 frame relative to a source frame of the same clip, encoded by the LMAE to mu (the Gaussian's
-mean), standardized per channel by `latent_mean` / `latent_scale` measured once before
-training (the diffusion variable has zero mean and unit variance, as Stable Diffusion's scale
-factor intends; the FDE's dynamics have a large constant part, visibility ~1). The DDPM objective
+mean). The diffusion variable is that latent relative to the source's *origin* latent (the
+LMAE code of the FDE dynamics from the source to itself: no motion), divided by a per-channel
+`latent_scale` (the RMS of mu - origin over training pairs, measured once before training).
+Without the origin, the latent's variance is almost all identity (the dynamics' constant
+part differs per portrait): measured on the tiny fixture, the temporal std of the standardized
+latent within a clip was 0.5-1% of its overall std, and the denoiser learned a still video. The DDPM objective
 (models.common.diffusion.TorchSchedule, the schedule the host DDIM sampler uses) trains the
 denoiser; the audio encoder (IF-MDM's, log-mel -> per-frame features) trains with it; the
 pose/blink generator regresses rho from the (detached) audio features.
@@ -43,7 +46,6 @@ class LatentDiffusion(nn.Module):
         self.denoiser = LatentDenoiser(d, cfg.lmae.latent_channels, cfg.fde.enc_channels[-1])
         self.pose_gen = PoseBlinkGenerator(d)
         self.sched = TorchSchedule(d.schedule)
-        self.register_buffer("latent_mean", torch.zeros(cfg.lmae.latent_channels))
         self.register_buffer("latent_scale", torch.ones(cfg.lmae.latent_channels))
         self.pool = 2**cfg.lmae.down
         self._mdcf: list[nn.Module] = []  # frozen (fde, lmae): not submodules, their weights have their own files
@@ -57,24 +59,25 @@ class LatentDiffusion(nn.Module):
         return F.avg_pool2d(emb, self.pool)
 
     @torch.no_grad()
-    def latents(self, source: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mu [B, T, Z, h, h] unscaled, context [B, Ce, h, h]) of frames [B, T, 3, S, S] w.r.t. source."""
+    def latents(self, source: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(mu [B, T, Z, h, h], origin [B, Z, h, h], context [B, Ce, h, h]) of frames [B, T, 3, S, S] w.r.t. source."""
         fde, lmae = (m.to(source.device) for m in self._mdcf)
         b, t = frames.shape[:2]
         src = source[:, None].expand(b, t, *source.shape[1:]).reshape(b * t, *source.shape[1:])
         mu, _ = lmae.encode(fde.estimator(src, frames.reshape(b * t, *frames.shape[2:])))
-        return mu.reshape(b, t, *mu.shape[1:]), self.context(fde.encoder(source))
+        origin, _ = lmae.encode(fde.estimator(source, source))
+        return mu.reshape(b, t, *mu.shape[1:]), origin, self.context(fde.encoder(source))
 
-    def standardize(self, mu: torch.Tensor) -> torch.Tensor:
-        """LMAE latents [B, T, Z, h, h] -> the diffusion variable x0."""
-        return (mu - self.latent_mean.reshape(1, 1, -1, 1, 1)) / self.latent_scale.reshape(1, 1, -1, 1, 1)
+    def standardize(self, mu: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+        """LMAE latents [B, T, Z, h, h] and the source's origin [B, Z, h, h] -> the diffusion variable x0."""
+        return (mu - origin[:, None]) / self.latent_scale.reshape(1, 1, -1, 1, 1)
 
     def training_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if not self._mdcf:
             raise RuntimeError("attach(fde, lmae) before training the latent diffusion")
         frames, rho = batch["frames"], batch["rho"]
-        mu, ctx = self.latents(batch["source"], frames)
-        x0 = self.standardize(mu)
+        mu, origin, ctx = self.latents(batch["source"], frames)
+        x0 = self.standardize(mu, origin)
         b = x0.shape[0]
         t = self.sched.sample_t(b, x0.device)
         eps = torch.randn_like(x0)

@@ -4,7 +4,7 @@ portrait + speech -> LMAE latents for the whole clip by DDIM -> [f; m] -> frames
 Pure numpy host code around `call(program, [inputs]) -> [outputs]`; the PyTorch reference and
 every exported backend run exactly this loop:
 
- 1. source_encoder(image)                          -> e, context                      (once)
+ 1. source_encoder(image)                          -> e, context, latent_origin       (once)
  2. windows: "global" NAR = one window over the whole clip (the paper; needs N <= T, the
     denoiser program's static length); "windowed" NAR = windows of T frames with stride T - O
     (host.plan_windows). `auto` picks global when the clip fits one window.
@@ -16,7 +16,7 @@ every exported backend run exactly this loop:
     step calls latent_denoiser on every window and blends the windows' predictions in latent
     space with the same cross-fade, so memory is bounded by one window while every step sees
     a single sequence; eta > 0 draws "latent/step{i}"
- 5. z = x0 * latent_scale + latent_mean (per channel); lmae_decoder then renderer on fixed batches of N
+ 5. z = x0 * latent_scale (per channel) + latent_origin; lmae_decoder then renderer on fixed batches of N
     frames (host.render_batched, last batch padded)
 
 Shape legend: N frames of the clip, T window, O overlap, Z latent channels, h latent size,
@@ -69,61 +69,73 @@ def plan(n: int, length: int, overlap: int, mode: str) -> list[int]:
     return plan_windows(n, length, overlap)
 
 
-@register_pipeline("latent_video_diffusion")
-def latent_video_diffusion(spec: Any, call: ProgramCall, *, image: np.ndarray, audio: np.ndarray,
-                           noise: NoiseSource, progress: bool = False, steps: int | None = None,
-                           nar: str | None = None, eta: float | None = None) -> PipelineResult:
-    spec = spec if isinstance(spec, PipelineSpec) else PipelineSpec.from_json(dict(spec))
+def sample_latents(spec: PipelineSpec, call: ProgramCall, *, image: np.ndarray, audio: np.ndarray,
+                   noise: NoiseSource, steps: int, nar: str, eta: float, bar: Any = None) -> dict[str, Any]:
+    """Steps 1-4 plus the un-standardizing of step 5: the diffusion variable x0 and the LMAE latents
+    [N, Z, h, h] of the clip, with rho, the prepared portrait, its FDE embedding and the window starts."""
     smp, win, role = spec.sampler, spec.window, spec.program_for
-    sched = DiffusionSchedule.from_json(smp)
-    steps = int(steps if steps is not None else smp["steps"])
-    eta = float(eta if eta is not None else smp.get("eta", 0.0))
     T, O = int(win["length"]), int(win["overlap"])
-    mode = nar or win.get("nar", "auto")
-    if mode not in NAR_MODES:
-        raise InputError(f"nar mode {mode!r} unknown", f"choose one of: {', '.join(NAR_MODES)}")
-    spf, S = samples_per_frame(spec), spec.image_size
-    scale, mean = (np.asarray(spec.normalization[k], np.float32).reshape(1, -1, 1, 1)
-                   for k in ("latent_scale", "latent_mean"))
+    spf = samples_per_frame(spec)
+    scale = np.asarray(spec.normalization["latent_scale"], np.float32).reshape(1, -1, 1, 1)
     zshape = tuple(int(x) for x in win["latent_shape"])
-
     wave = read_wave(audio)
     n = max(1, math.ceil(wave.size / spf))
-    starts = plan(n, T, O, mode)
+    starts = plan(n, T, O, nar)
     total = starts[-1] + T
     wave = np.pad(wave, (0, total * spf - wave.size))
-    timed = Timed(call)
-    bar = progress_bar(progress, steps + math.ceil(n / int(spec.extra["render_batch"])))
 
-    img = prepare_image(image, S)
-    emb, ctx = timed(role("source"), [img])
+    img = prepare_image(image, spec.image_size)
+    emb, ctx, origin = call(role("source"), [img])
 
     def speech_of(s: int) -> np.ndarray:
-        logmel = timed(role("audio_frontend"), [np.ascontiguousarray(wave[s * spf:(s + T) * spf][None])])[0]
-        return timed(role("audio_encoder"), [logmel])[0][0]
+        logmel = call(role("audio_frontend"), [np.ascontiguousarray(wave[s * spf:(s + T) * spf][None])])[0]
+        return call(role("audio_encoder"), [logmel])[0][0]
 
     speech = blend_windows(starts, T, O, speech_of)
-    rho = blend_windows(starts, T, O, lambda s: timed(role("pose"), [speech[None, s:s + T]])[0][0])
+    rho = blend_windows(starts, T, O, lambda s: call(role("pose"), [speech[None, s:s + T]])[0][0])
 
     def model(x: np.ndarray, t: int) -> np.ndarray:
         ts = np.full((1,), t, np.float32)
-        return blend_windows(starts, T, O, lambda s: timed(role("denoiser"), [
+        return blend_windows(starts, T, O, lambda s: call(role("denoiser"), [
             np.ascontiguousarray(x[None, s:s + T]), ts, speech[None, s:s + T], rho[None, s:s + T], ctx])[0][0])
 
     x_T = noise.normal("latent/x_T", (n, *zshape))
     if total > n:
         x_T = np.concatenate([x_T, noise.normal("latent/x_T_pad", (total - n, *zshape))])
-    x0 = ddim_sample(model, x_T, sched, steps, eta=eta, noise=lambda i, shape: noise.normal(f"latent/step{i}", shape),
-                     progress=bar.update if bar else None)
-    latent = (x0[:n] * scale + mean).astype(np.float32)
+    x0 = ddim_sample(model, x_T, DiffusionSchedule.from_json(smp), steps, eta=eta,
+                     noise=lambda i, shape: noise.normal(f"latent/step{i}", shape), progress=bar.update if bar else None)
+    return {"x0": x0[:n], "latent": (x0[:n] * scale + origin).astype(np.float32), "rho": rho[:n], "image": img,
+            "emb": emb, "starts": starts}
 
-    def decode_render(_name: str, xs: list[np.ndarray]) -> list[np.ndarray]:
-        dyn = timed(role("lmae_decoder"), [xs[-1]])[0]
-        return timed(role("renderer"), [*xs[:-1], dyn])
 
-    frames = render_batched(decode_render, "renderer", [img, emb], latent, int(spec.extra["render_batch"]), S, bar)
+def decode_render(spec: PipelineSpec, call: ProgramCall) -> ProgramCall:
+    """A call for host.render_batched's "renderer": lmae_decoder on the latents, then the renderer."""
+    def run(_name: str, xs: list[np.ndarray]) -> list[np.ndarray]:
+        dyn = call(spec.program_for("lmae_decoder"), [xs[-1]])[0]
+        return call(spec.program_for("renderer"), [*xs[:-1], dyn])
+
+    return run
+
+
+@register_pipeline("latent_video_diffusion")
+def latent_video_diffusion(spec: Any, call: ProgramCall, *, image: np.ndarray, audio: np.ndarray,
+                           noise: NoiseSource, progress: bool = False, steps: int | None = None,
+                           nar: str | None = None, eta: float | None = None) -> PipelineResult:
+    spec = spec if isinstance(spec, PipelineSpec) else PipelineSpec.from_json(dict(spec))
+    steps = int(steps if steps is not None else spec.sampler["steps"])
+    eta = float(eta if eta is not None else spec.sampler.get("eta", 0.0))
+    mode = nar or spec.window.get("nar", "auto")
+    if mode not in NAR_MODES:
+        raise InputError(f"nar mode {mode!r} unknown", f"choose one of: {', '.join(NAR_MODES)}")
+    batch = int(spec.extra["render_batch"])
+    timed = Timed(call)
+    bar = progress_bar(progress, steps + math.ceil(read_wave(audio).size / samples_per_frame(spec) / batch))
+    z = sample_latents(spec, timed, image=image, audio=audio, noise=noise, steps=steps, nar=mode, eta=eta, bar=bar)
+    frames = render_batched(decode_render(spec, timed), "renderer", [z["image"], z["emb"]], z["latent"], batch,
+                            spec.image_size, bar)
     if bar:
         bar.close()
-    extras = {"latent": latent, "rho": rho[:n], "nar": "global" if len(starts) == 1 else "windowed",
+    starts = z["starts"]
+    extras = {"x0": z["x0"], "latent": z["latent"], "rho": z["rho"], "nar": "global" if len(starts) == 1 else "windowed",
               "windows": len(starts), "window_starts": starts, "steps": steps, **timed.extras()}
     return PipelineResult(frames=np.clip(frames, 0.0, 1.0), fps=spec.fps, extras=extras)

@@ -94,16 +94,15 @@ class MDCFFamily(ModelFamily):
         audio = {**run.audio.to_json(), "samples_per_frame": run.audio.sample_rate // cfg.fps,
                  "mels_per_frame": run.audio.mels_per_frame(cfg.fps),
                  "input": "raw waveform into audio_frontend (log-mel), then audio_encoder"}
-        mean = [float(x) for x in run.stats.get("latent_mean", [0.0] * zs[0])]
         scale = [float(x) for x in run.stats.get("latent_scale", [1.0] * zs[0])]
         normalization = {"image": {"range": [0.0, 1.0], "layout": "NCHW", "channels": "RGB", "resize": "bilinear"},
-                         "frames": {"range": [0.0, 1.0], "layout": "NCHW"}, "latent_mean": mean,
-                         "latent_scale": scale, "latent": "z = x0 * latent_scale + latent_mean (per channel) "
-                                                          "before lmae_decoder"}
+                         "frames": {"range": [0.0, 1.0], "layout": "NCHW"}, "latent_scale": scale,
+                         "latent": "z = x0 * latent_scale (per channel) + latent_origin (source_encoder's output: "
+                                   "the LMAE code of the portrait's own, motionless dynamics), before lmae_decoder"}
         ratios = compression((3, s, s), (3, q, q), zs)
         extra = {"family": "mdcf", "preset": cfg.preset, "render_batch": cfg.render_batch, "mode": run.mode,
                  "compression": {k: ratios[k] for k in ("fde", "lmae", "mdcf")}}
-        io = {"source_encoder": {"inputs": ["image"], "outputs": ["source_features", "context"]},
+        io = {"source_encoder": {"inputs": ["image"], "outputs": ["source_features", "context", "latent_origin"]},
               "audio_frontend": {"inputs": ["audio"], "outputs": ["log_mel"]},
               "audio_encoder": {"inputs": ["log_mel"], "outputs": ["speech_features"]},
               "pose_blink_generator": {"inputs": ["speech_features"], "outputs": ["rho"]},
@@ -113,5 +112,5 @@ class MDCFFamily(ModelFamily):
               "renderer": {"inputs": ["image", "source_features", "dynamics"], "outputs": ["frames"]}}
         return PipelineSpec(kind="latent_video_diffusion", programs=PROGRAM_ORDER, fps=cfg.fps, image_size=s,
                             audio=audio, sampler=sampler, window=window, normalization=normalization, extra=extra,
-                            stages={"latent": "latent", "rho": "motion", "frames": "frames"}, io=io, roles=ROLES,
+                            stages={"x0": "latent", "latent": "latent", "rho": "motion", "frames": "frames"}, io=io, roles=ROLES,
                             options=self.options(), golden_seconds=1.2)

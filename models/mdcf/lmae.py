@@ -32,41 +32,68 @@ from edgeth.models.mdcf.fde import FDE, image_loss
 MODES = ("tpc", "no-igc", "e2e")
 
 
-class LMAE(nn.Module):
+class LMAEEncoder(nn.Module):
+    """[f; m] [B, 3, S/4, S/4] (FDE units) -> (mu, log sigma^2), each [B, Z, h, h]."""
+
     def __init__(self, cfg: LMAEConfig, fde: FDEConfig):
         super().__init__()
-        self.cfg = cfg
         self.flow_scale = fde.flow_scale
-        chans = cfg.channels
-        enc, cin = [], 3
-        for c in chans:
-            enc += [ConvAct(cin, c, stride=2), ResBlock(c, c)]
+        layers, cin = [], 3
+        for c in cfg.channels:
+            layers += [ConvAct(cin, c, stride=2), ResBlock(c, c)]
             cin = c
-        self.enc = nn.Sequential(*enc)
+        self.net = nn.Sequential(*layers)
         self.to_stats = nn.Conv2d(cin, 2 * cfg.latent_channels, 3, padding=1)
-        self.from_z = ConvAct(cfg.latent_channels, chans[-1])
-        self.dec = nn.ModuleList(ConvAct(chans[i], chans[max(i - 1, 0)]) for i in reversed(range(len(chans))))
-        self.dec_res = ResBlock(chans[0], chans[0])
-        self.out = nn.Conv2d(chans[0], 3, 3, padding=1)
 
     def normalize(self, dyn: torch.Tensor) -> torch.Tensor:
         return torch.cat([dyn[:, :2] / self.flow_scale, dyn[:, 2:3] * 2 - 1], dim=1)
 
-    def encode(self, dyn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[f; m] -> (mu, log sigma^2), each [B, Z, h, h]."""
-        mu, logvar = self.to_stats(self.enc(self.normalize(dyn))).chunk(2, dim=1)
+    def forward(self, dyn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.to_stats(self.net(self.normalize(dyn))).chunk(2, dim=1)
         return mu, logvar.clamp(-20.0, 10.0)
 
-    def decode_normalized(self, z: torch.Tensor) -> torch.Tensor:
+
+class LMAEDecoder(nn.Module):
+    """z [B, Z, h, h] -> [f; m] [B, 3, S/4, S/4] in FDE units (the `lmae_decoder` program)."""
+
+    def __init__(self, cfg: LMAEConfig, fde: FDEConfig):
+        super().__init__()
+        self.flow_scale = fde.flow_scale
+        chans = cfg.channels
+        self.from_z = ConvAct(cfg.latent_channels, chans[-1])
+        self.ups = nn.ModuleList(ConvAct(chans[i], chans[max(i - 1, 0)]) for i in reversed(range(len(chans))))
+        self.res = ResBlock(chans[0], chans[0])
+        self.out = nn.Conv2d(chans[0], 3, 3, padding=1)
+
+    def normalized(self, z: torch.Tensor) -> torch.Tensor:
         h = self.from_z(z)
-        for conv in self.dec:
+        for conv in self.ups:
             h = conv(upsample2x(h))
-        return self.out(self.dec_res(h))
+        return self.out(self.res(h))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        d = self.normalized(z)
+        return torch.cat([d[:, :2] * self.flow_scale, (d[:, 2:3] + 1) * 0.5], dim=1)
+
+
+class LMAE(nn.Module):
+    def __init__(self, cfg: LMAEConfig, fde: FDEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = LMAEEncoder(cfg, fde)
+        self.decoder = LMAEDecoder(cfg, fde)
+
+    def normalize(self, dyn: torch.Tensor) -> torch.Tensor:
+        return self.encoder.normalize(dyn)
+
+    def encode(self, dyn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(dyn)
+
+    def decode_normalized(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder.normalized(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z [B, Z, h, h] -> [f; m] [B, 3, S/4, S/4] in FDE units."""
-        d = self.decode_normalized(z)
-        return torch.cat([d[:, :2] * self.flow_scale, (d[:, 2:3] + 1) * 0.5], dim=1)
+        return self.decoder(z)
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

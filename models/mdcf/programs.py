@@ -1,6 +1,7 @@
 """MDCF's deployable pieces as edgeth Programs (static shapes, numpy-friendly I/O).
 
-  source_encoder        image [1, 3, S, S] in [0, 1] -> e [1, Ce, S/4, S/4], context [1, Ce, h, h]  once per portrait
+  source_encoder        image [1, 3, S, S] in [0, 1] -> e [1, Ce, S/4, S/4], context [1, Ce, h, h],
+                        latent origin [1, Z, h, h] (LMAE code of the motionless dynamics)   once per portrait
   audio_frontend        wave [1, 640 T] 16 kHz -> log-mel [1, 4 T, M]                 per window (FP32 always)
   audio_encoder         log-mel [1, 4 T, M] -> speech features [1, T, F]              per window
   pose_blink_generator  speech features [1, T, F] -> rho [1, T, P]                    per window
@@ -35,20 +36,13 @@ PROGRAM_ORDER = ("source_encoder", "audio_frontend", "audio_encoder", "pose_blin
 class SourceEncoderProgram(nn.Module):
     def __init__(self, model: MDCF):
         super().__init__()
-        self.encoder, self.diffusion_pool = model.fde.encoder, model.diffusion.pool
+        self.encoder, self.estimator, self.lmae = model.fde.encoder, model.fde.estimator, model.lmae.encoder
+        self.pool = model.diffusion.pool
 
     def forward(self, image: torch.Tensor):
         e = self.encoder(image)
-        return e, nn.functional.avg_pool2d(e, self.diffusion_pool)
-
-
-class LMAEDecoderProgram(nn.Module):
-    def __init__(self, model: MDCF):
-        super().__init__()
-        self.lmae = model.lmae
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.lmae.decode(z)
+        origin, _ = self.lmae(self.estimator(image, image))
+        return e, nn.functional.avg_pool2d(e, self.pool), origin
 
 
 def build_programs(model: MDCF, cfg: MDCFConfig, *, flops: bool = True, window: int | None = None) -> list[Program]:
@@ -62,7 +56,7 @@ def build_programs(model: MDCF, cfg: MDCFConfig, *, flops: bool = True, window: 
     image = torch.rand(1, 3, s, s, generator=g)
     src = SourceEncoderProgram(model).eval()
     with torch.no_grad():
-        emb, ctx = src(image)
+        emb, ctx, origin = src(image)
     front = model.diffusion.audio_encoder.frontend.eval()
     aud = AudioEncoderProgram(model.diffusion.audio_encoder).eval()
     wave = torch.randn(1, 640 * t, generator=g) * 0.1
@@ -74,9 +68,8 @@ def build_programs(model: MDCF, cfg: MDCFConfig, *, flops: bool = True, window: 
     with torch.no_grad():
         rho = pose(speech)
     z_t = torch.randn(1, t, zc, h, h, generator=g)
-    dec = LMAEDecoderProgram(model).eval()
-    dif = model.diffusion
-    z = torch.randn(n, zc, h, h, generator=g) * dif.latent_scale.reshape(1, -1, 1, 1) + dif.latent_mean.reshape(1, -1, 1, 1)
+    dec = model.lmae.decoder.eval()
+    z = torch.randn(n, zc, h, h, generator=g) * model.diffusion.latent_scale.reshape(1, -1, 1, 1) + origin
     with torch.no_grad():
         dyn = dec(z)
     emb_spec = TensorSpec("source_features", tuple(emb.shape), kind="features")
@@ -84,7 +77,7 @@ def build_programs(model: MDCF, cfg: MDCFConfig, *, flops: bool = True, window: 
     rho_spec = TensorSpec("rho", (1, t, p), kind="motion")
     ctx_spec = TensorSpec("context", tuple(ctx.shape), kind="features")
     progs = [
-        Program("source_encoder", src, [TensorSpec("image", (1, 3, s, s), kind="image")], [emb_spec, ctx_spec],
+        Program("source_encoder", src, [TensorSpec("image", (1, 3, s, s), kind="image")], [emb_spec, ctx_spec, TensorSpec("latent_origin", tuple(origin.shape), kind="latent")],
                 (image,), meta={"runs": "once per portrait"}),
         Program("audio_frontend", front, [TensorSpec("audio", (1, 640 * t), kind="audio")],
                 [TensorSpec("log_mel", tuple(logmel.shape), kind="features")], (wave,),

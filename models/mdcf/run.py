@@ -77,7 +77,7 @@ def read_run_json(run_dir: Path) -> dict[str, Any] | None:
     return d
 
 
-def load_weights_into(model: MDCF, run_dir: Path) -> list[str]:
+def load_weights_into(model: MDCF, run_dir: Path, diffusion: bool = True) -> list[str]:
     """Load what the run has (lmae.safetensors carries the FDE it was trained with); returns phases loaded."""
     from edgeth.train import load_weights
 
@@ -88,7 +88,7 @@ def load_weights_into(model: MDCF, run_dir: Path) -> list[str]:
     elif (run_dir / "fde.safetensors").is_file():
         load_weights(model.fde, run_dir / "fde.safetensors")
         have.append("fde")
-    if (run_dir / "diffusion.safetensors").is_file():
+    if diffusion and (run_dir / "diffusion.safetensors").is_file():
         load_weights(model.diffusion, run_dir / "diffusion.safetensors")
         have.append("diffusion")
     model.fde.requires_grad_(True)
@@ -123,5 +123,4 @@ def fresh_run(cfg: MDCFConfig, audio: AudioConfig = AudioConfig(), seed: int = 0
     torch.manual_seed(seed)
     model = MDCF(cfg, audio).eval()
     model.diffusion.attach(model.fde, model.lmae)
-    return MDCFRun(cfg=cfg, model=model, stats={"latent_mean": [0.0] * cfg.lmae.latent_channels,
-                                                  "latent_scale": [1.0] * cfg.lmae.latent_channels}, audio=audio)
+    return MDCFRun(cfg=cfg, model=model, stats={"latent_scale": [1.0] * cfg.lmae.latent_channels}, audio=audio)

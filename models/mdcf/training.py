@@ -59,7 +59,7 @@ class LatentWindows(Dataset):
 
 @torch.no_grad()
 def diffusion_stats(model: MDCF, clips: Sequence[Any], spf: int = 640, frames_per_clip: int = 32) -> dict[str, Any]:
-    """Fixed before phase three: mel mean/std and the per-channel latent mean/std of mu."""
+    """Fixed before phase three: mel mean/std and the per-channel latent scale (RMS of mu - origin)."""
     enc = model.diffusion.audio_encoder
     mels = np.concatenate([enc.frontend(torch.from_numpy(fit_length(np.asarray(c.audio, np.float32),
                                                                      c.n_frames * spf))[None])[0].numpy() for c in clips])
@@ -67,13 +67,12 @@ def diffusion_stats(model: MDCF, clips: Sequence[Any], spf: int = 640, frames_pe
     for c in clips:
         fr = torch.from_numpy(np.ascontiguousarray(c.frames)).permute(0, 3, 1, 2).float() / 255.0
         idx = np.linspace(0, len(fr) - 1, min(frames_per_clip, len(fr))).astype(int)
-        mu, _ = model.diffusion.latents(fr[:1], fr[idx][None])
-        mus.append(mu[0])
-    mu = torch.cat(mus)  # [n, Z, h, h]
-    mean = mu.mean(dim=(0, 2, 3))
-    scale = (mu - mean.reshape(1, -1, 1, 1)).pow(2).mean(dim=(0, 2, 3)).sqrt().clamp_min(1e-3)
+        mu, origin, _ = model.diffusion.latents(fr[:1], fr[idx][None])
+        mus.append(mu[0] - origin)
+    rel = torch.cat(mus)  # [n, Z, h, h]
+    scale = rel.pow(2).mean(dim=(0, 2, 3)).sqrt().clamp_min(1e-4)
     return {"mel_mean": mels.mean(0).astype(float).tolist(), "mel_std": np.maximum(mels.std(0), 1e-3).astype(float).tolist(),
-            "latent_mean": mean.tolist(), "latent_scale": scale.tolist()}
+            "latent_scale": scale.tolist()}
 
 
 def resolve_config(out: Path, preset: str, overrides: dict[str, Any] | None, mode: str) -> MDCFConfig:
@@ -130,7 +129,7 @@ def train(data_dir: Path, out: Path, *, preset: str = "tiny", phase: str | None 
                            warmup_steps=min(100, cap(steps) // 10), ckpt_every=500)
 
     def need(name: str) -> None:
-        if name not in load_weights_into(model, out):
+        if name not in load_weights_into(model, out, diffusion=False):
             raise InputError(f"{out} has no {name} weights",
                              f"train it first: edgeth train mdcf --data {data_dir} --out {out} --phase {name}")
 
@@ -152,7 +151,6 @@ def train(data_dir: Path, out: Path, *, preset: str = "tiny", phase: str | None 
         with torch.no_grad():
             dif.audio_encoder.mel_mean.copy_(torch.tensor(stats["mel_mean"]))
             dif.audio_encoder.mel_std.copy_(torch.tensor(stats["mel_std"]))
-            dif.latent_mean.copy_(torch.tensor(stats["latent_mean"]))
             dif.latent_scale.copy_(torch.tensor(stats["latent_scale"]))
         fit(dif, LatentWindows(clips, cfg.diffusion.window), tc(cfg.diffusion_steps, cfg.window_batch), out,
             stage="diffusion", device=device, resume=resume, extra_config=extra, progress=progress)
