@@ -62,11 +62,11 @@ def build_programs(model: MDCF, cfg: MDCFConfig, *, flops: bool = True, window: 
     wave = torch.randn(1, 640 * t, generator=g) * 0.1
     with torch.no_grad():
         logmel = front(wave)
-        speech = aud(logmel)
+        speech = aud(logmel).contiguous()  # a transposed example would fix a non-default dim order in the .pte
     pose = model.diffusion.pose_gen.eval()
     den = model.diffusion.denoiser.eval()
     with torch.no_grad():
-        rho = pose(speech)
+        rho = pose(speech).contiguous()
     z_t = torch.randn(1, t, zc, h, h, generator=g)
     dec = model.lmae.decoder.eval()
     z = torch.randn(n, zc, h, h, generator=g) * model.diffusion.latent_scale.reshape(1, -1, 1, 1) + origin
