@@ -30,3 +30,5 @@ def test_video_flow_smoothness_rises_with_flow_spikes_and_is_reported_by_compare
     c = P.compare_frames(vid, noisy)
     assert c.metrics["flow_smoothness_eq13"] == spiky and c.metrics["flow_smoothness_eq13_ref"] == smooth
     assert video_flow_smoothness(vid[:1]) == 0.0
+    big = vid.repeat(2, axis=1).repeat(2, axis=2)  # 96 px: analysed at 48 px, the same figure
+    assert abs(video_flow_smoothness(big) - smooth) < 1e-9
