@@ -6,7 +6,8 @@
            MDCF w/o IGC and end-to-end (w/o TPC); then the audio-driven lip-sync score of the
            TPC run (edgeth.data.probe: Pearson r of the probe's mouth opening vs ground truth).
   memory   peak RSS and time of latent generation vs N frames, global vs windowed NAR, on a
-           preset's (untrained) programs in PyTorch: each point in its own process (peak RSS is
+           preset's (untrained) programs in PyTorch, or windowed NAR on an exported bundle's
+           backend (--bundle, e.g. ExecuTorch): each point in its own process (peak RSS is
            per process); the frames are decoded and rendered streamed (a device app writes
            them to an encoder, never holds N frames), timed on the first 25.
 
@@ -99,11 +100,11 @@ def table5(args) -> None:
     t0 = time.perf_counter()
     kw = dict(preset="tiny", device="cpu", seed=args.seed, progress=False, overrides=over)
     train(data, root / "tpc", phase="fde", **kw)
-    for name in ("tpc", "no-igc"):
-        if name != "tpc" and not (root / name / "fde.safetensors").is_file():
-            import shutil
+    if not (root / "no-igc").is_dir():  # the same phase one, copied before phase two
+        import shutil
 
-            shutil.copytree(root / "tpc", root / name, dirs_exist_ok=True)  # the same phase one
+        shutil.copytree(root / "tpc", root / "no-igc")
+    for name in ("tpc", "no-igc"):
         train(data, root / name, phase="lmae", no_igc=name == "no-igc", **kw)
     train(data, root / "e2e", phase="lmae", end_to_end=True, **kw)
     train_s = time.perf_counter() - t0
@@ -149,12 +150,19 @@ def memory_one(args) -> None:
     from edgeth.runtime_py.torch_backend import torch_call
 
     torch.set_num_threads(args.threads)
-    fam = get_model("mdcf")
-    run = fam.fresh(args.preset)
-    spec = fam.pipeline(run)
+    if args.bundle:  # an exported bundle's programs on its backend (static windows: windowed NAR only)
+        from edgeth.bundle.io import load_bundle
+        from edgeth.runtime_py.backends import program_call
+
+        bundle = load_bundle(args.bundle)
+        spec, call = bundle.pipeline_spec(), program_call(bundle, args.backend, args.threads)
+    else:
+        fam = get_model("mdcf")
+        run = fam.fresh(args.preset)
+        spec = fam.pipeline(run)
+        call = torch_call(fam.programs(run))
     if args.mode == "global":
         spec = dataclasses.replace(spec, window={**spec.window, "length": args.n, "overlap": 0})
-    call = torch_call(fam.programs(run))
     rng = np.random.default_rng(0)
     image = rng.random((spec.image_size, spec.image_size, 3), dtype=np.float32)
     audio = (rng.standard_normal(args.n * 640) * 0.1).astype(np.float32)
@@ -178,18 +186,20 @@ def memory_one(args) -> None:
 
 def memory(args) -> None:
     rows = []
-    for mode in ("windowed", "global"):
+    for mode in ("windowed",) + (() if args.bundle else ("global",)):
         for n in (int(x) for x in args.frames.split(",")):
             if mode == "global" and n > args.global_max:
                 rows.append({"mode": mode, "n": n, "skipped": f"global NAR above {args.global_max} frames not run here"})
                 continue
             cmd = [sys.executable, __file__, "memory-one", "--mode", mode, "--n", str(n), "--preset", args.preset,
                    "--steps", str(args.steps), "--threads", str(args.threads)]
+            cmd += ["--bundle", args.bundle, "--backend", args.backend] if args.bundle else []
             r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)))
             rows.append(json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else
                         {"mode": mode, "n": n, "error": r.stderr.strip().splitlines()[-1:]})
             print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{args.preset}: latent generation ({args.steps} DDIM step timed) + streamed render, PyTorch eager, "
+    where = f"{args.backend} bundle {args.bundle}" if args.bundle else "PyTorch eager"
+    print(f"\n{args.preset}: latent generation ({args.steps} DDIM step timed) + streamed render, {where}, "
           f"{args.threads} thread(s)")
     print(f"{'mode':9s} {'N':>5s} {'peak MB':>8s} {'loaded MB':>9s} {'s/step':>8s} {'render ms/frame':>15s}")
     for r in rows:
@@ -244,12 +254,16 @@ def main() -> None:
     m.add_argument("--global-max", type=int, default=800)
     m.add_argument("--steps", type=int, default=1)
     m.add_argument("--threads", type=int, default=1)
+    m.add_argument("--bundle", default="", help="an exported MDCF bundle (windowed NAR on --backend)")
+    m.add_argument("--backend", default="executorch")
     o = sub.add_parser("memory-one")
     o.add_argument("--mode", choices=("global", "windowed"), required=True)
     o.add_argument("--n", type=int, required=True)
     o.add_argument("--preset", default="mobile")
     o.add_argument("--steps", type=int, default=1)
     o.add_argument("--threads", type=int, default=1)
+    o.add_argument("--bundle", default="")
+    o.add_argument("--backend", default="executorch")
     f = sub.add_parser("flops")
     f.add_argument("--presets", default="tiny,mobile,paper")
     a = ap.parse_args()
