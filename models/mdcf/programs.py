@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgeth.models.common.flops import count_flops, count_params
+from edgeth.models.common.flops import annotate
 from edgeth.models.ifmdm.programs import AudioEncoderProgram
 from edgeth.models.mdcf.config import POSE_KEYS, MDCFConfig
 from edgeth.models.mdcf.run import MDCF
@@ -50,7 +50,7 @@ def build_programs(model: MDCF, cfg: MDCFConfig, *, flops: bool = True, window: 
     model = model.eval()
     d = cfg.diffusion
     s, t, n = cfg.fde.image_size, window or d.window, cfg.render_batch
-    ce, (zc, h, _) = cfg.fde.enc_channels[-1], cfg.latent_shape()
+    zc, h, _ = cfg.latent_shape()
     p, f, q = len(POSE_KEYS), d.audio_dim, cfg.fde.dyn_size
     g = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, s, s, generator=g)
@@ -101,11 +101,7 @@ def build_programs(model: MDCF, cfg: MDCFConfig, *, flops: bool = True, window: 
                 [TensorSpec("frames", (n, 3, s, s), kind="image")], (image, emb, dyn),
                 meta={"runs": "per batch of frames", "frames": n}),
     ]
-    for prog in progs:
-        prog.meta["params"] = count_params(prog.module)
-        if flops:
-            prog.flops = count_flops(prog.module, prog.example_inputs)
-    return progs
+    return annotate(progs, flops)
 
 
 def flops_per_frame(progs: list[Program], cfg: MDCFConfig, steps: int | None = None) -> dict[str, float]:

@@ -12,7 +12,6 @@ Never unpickles: weights are safetensors, configs JSON.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch.nn as nn
 from edgeth.audio import AudioConfig
 from edgeth.errors import InputError
 from edgeth.io_utils import write_json
+from edgeth.models.common.run_json import read_family_json
 from edgeth.models.mdcf.config import MDCFConfig
 from edgeth.models.mdcf.diffusion import LatentDiffusion
 from edgeth.models.mdcf.fde import FDE
@@ -65,16 +65,7 @@ def write_run_json(run_dir: Path, cfg: MDCFConfig, audio: AudioConfig, stats: di
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any] | None:
-    p = Path(run_dir) / RUN_JSON
-    if not p.is_file():
-        return None
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{p} is not valid JSON ({e})", "re-run `edgeth train mdcf` into a fresh --out directory") from e
-    if not isinstance(d, dict) or d.get("family") != "mdcf":
-        raise InputError(f"{p} is not an MDCF run", "pass an MDCF run directory")
-    return d
+    return read_family_json(Path(run_dir) / RUN_JSON, "mdcf", "MDCF")
 
 
 def load_weights_into(model: MDCF, run_dir: Path, diffusion: bool = True) -> list[str]:
