@@ -14,6 +14,8 @@
 No Conv3d and no 5-D grid_sample anywhere: the denoiser is factorized (models.mdcf.denoiser),
 warping is 4-D (models.common.warp). The audio frontend and encoder are IF-MDM's programs'
 modules (the frontend pinned to FP32, see models/ifmdm/programs.py for why it is separate).
+source_encoder runs once per portrait and is pinned to FP32 too: its XNNPACK INT8 .pte failed
+to execute (error 0x10) in the first INT8 export; the per-frame programs carry the cost.
 
 Shape legend: S image size, Ce FDE embedding channels, h latent size, Z latent channels,
 T window frames, F audio features, P pose/blink dims, M mel bins, N renderer batch.
@@ -78,7 +80,7 @@ def build_programs(model: MDCF, cfg: MDCFConfig, *, flops: bool = True, window: 
     ctx_spec = TensorSpec("context", tuple(ctx.shape), kind="features")
     progs = [
         Program("source_encoder", src, [TensorSpec("image", (1, 3, s, s), kind="image")], [emb_spec, ctx_spec, TensorSpec("latent_origin", tuple(origin.shape), kind="latent")],
-                (image,), meta={"runs": "once per portrait"}),
+                (image,), meta={"runs": "once per portrait", "precision": "fp32"}),
         Program("audio_frontend", front, [TensorSpec("audio", (1, 640 * t), kind="audio")],
                 [TensorSpec("log_mel", tuple(logmel.shape), kind="features")], (wave,),
                 meta={"runs": "once per window", "frames": t, "precision": "fp32"}),
