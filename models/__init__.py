@@ -15,6 +15,7 @@ from edgeth.registry import Registry
 MODELS: Registry["ModelFamily"] = Registry("model", builtins=(
     "edgeth.models.ifmdm",
     "edgeth.models.vqtalker",
+    "edgeth.models.mdcf",
 ))
 
 
@@ -53,6 +54,8 @@ class ModelFamily:
     name: str = ""
     presets: tuple[str, ...] = ("tiny", "mobile", "paper")
     description: str = ""
+    # family-specific `edgeth train` flags its train() accepts as keywords (e.g. "phase", "no_igc")
+    train_flags: tuple[str, ...] = ()
 
     # -- configuration --------------------------------------------------------------------
     def config(self, preset: str = "tiny") -> Any:

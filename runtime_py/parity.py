@@ -15,6 +15,11 @@ Metrics (ref = PyTorch FP32 reference, got = the port's output):
                       the mean magnitude of the second temporal difference of a sequence
                       (frames [T,H,W,C] or motion [T,D]); 0 for motion with constant velocity.
                       Parity reports FS(got), FS(ref) and flow_smoothness_rel = |FS(got)-FS(ref)|/FS(ref).
+  flow_smoothness_eq13  the Microscope paper's Flow Smoothness (seeds/001 App. A.3, Eq. 13) of a
+                      video: sqrt(mean ||grad u||_F^2) of the Horn-Schunck optical flow u between
+                      consecutive frames, averaged over the pairs (runtime_py.optical_flow); video
+                      checks report it for got and ref beside the per-frame PSNR (spikes in the
+                      flow field = jitter that per-frame metrics hide).
 
 Identical arrays give max_abs 0, cosine 1, SQNR/PSNR = inf, SSIM 1.
 
@@ -292,6 +297,10 @@ def compare_frames(ref_frames, got_frames, tol: dict[str, float] | None = None, 
     m = {"psnr_db": curve["min_psnr_db"], "ssim": curve["min_ssim"], "mean_psnr_db": curve["mean_psnr_db"],
          "max_abs": max_abs(r, g), "flow_smoothness_ref": flow_smoothness(r),
          "flow_smoothness": flow_smoothness(g), "flow_smoothness_rel": flow_smoothness_rel(r, g)}
+    if r.ndim == 4:
+        from edgeth.runtime_py.optical_flow import video_flow_smoothness
+
+        m["flow_smoothness_eq13"], m["flow_smoothness_eq13_ref"] = video_flow_smoothness(g), video_flow_smoothness(r)
     passed, worst = judge(m, tol)
     worst = f"{worst} at frame {curve['worst_frame']}"
     return Check(name, m, passed, worst, tol, {"curve": curve})

@@ -6,6 +6,7 @@ the export itself reuses it. `facts(program)` walks that graph and the module tr
 and records what targets care about:
 
   grid_sample uses     rank (4-D / 5-D), mode, padding_mode, module path
+  3-D convolutions     module path of every convolution with a 5-D weight (Conv3d)
   mutations            in-place ops on graph inputs (or views of them) and on buffers
   data-dependent       nodes whose shapes depend on values (nonzero, masked_select, ...)
   export failure       torch.export refused the program: for a data-dependent guard the
@@ -57,6 +58,7 @@ class Mutation:
 class GraphFacts:
     export_error: PreflightIssue | None = None
     grid_samples: list[GridSampleUse] = field(default_factory=list)
+    conv3d: list[str] = field(default_factory=list)  # module paths
     mutations: list[Mutation] = field(default_factory=list)
     data_dependent: list[tuple[str, str]] = field(default_factory=list)  # (module path, op)
     ops: Counter = field(default_factory=Counter)  # aten op name -> count
@@ -76,6 +78,11 @@ class Rules:
     grid_sample_paddings: frozenset[str] = frozenset(GRID_PADDINGS.values())
     input_mutation: str = "warning"
     data_dependent: str = "warning"
+    conv3d: str = ""  # severity of a 3-D convolution ("" = the target runs it)
+
+
+CONV3D_ADVICE = ("factorize it: a 2-D spatial conv over frames folded into the batch + a 1-D temporal conv "
+                 "(XNNPACK has no 3-D convolution, google/XNNPACK#3978: it would run on portable kernels)")
 
 
 # -- the cache -------------------------------------------------------------------------------
@@ -280,6 +287,10 @@ def _walk(ep, f: GraphFacts, input_names: list[str]) -> None:
             rank = val.dim() if val is not None else (5 if target == torch.ops.aten.grid_sampler_3d.default else 4)
             f.grid_samples.append(GridSampleUse(where, rank, GRID_MODES.get(node.args[2], str(node.args[2])),
                                                 GRID_PADDINGS.get(node.args[3], str(node.args[3]))))
+        if target in (torch.ops.aten.convolution.default, torch.ops.aten.conv3d.default, torch.ops.aten.conv3d.padding):
+            w = node.args[1].meta.get("val") if isinstance(node.args[1], torch.fx.Node) else None
+            if w is not None and w.dim() == 5 and where not in f.conv3d:
+                f.conv3d.append(where)
         val = node.meta.get("val")
         # where a value-dependent size is born (not every op it flows through)
         tensors = [v for v in (val if isinstance(val, (tuple, list)) else [val]) if isinstance(v, torch.Tensor)]
@@ -330,6 +341,8 @@ def issues(program, rules: Rules) -> list[PreflightIssue]:
             ok = ", ".join(sorted(rules.grid_sample_paddings))
             out.append(PreflightIssue("error", g.module_path, f"grid_sample padding_mode={g.padding!r}",
                                       f"use one of: {ok}"))
+    if rules.conv3d:
+        out += [PreflightIssue(rules.conv3d, where, "3-D convolution (Conv3d)", CONV3D_ADVICE) for where in f.conv3d]
     for m in f.mutations:
         if m.kind == "input":
             out.append(PreflightIssue(rules.input_mutation, m.module_path, f"in-place {m.op} on graph input {m.tensor!r}",

@@ -61,3 +61,10 @@ def ifmdm_tiny_run(family_run) -> Path:
 def vqtalker_tiny_run(family_run) -> Path:
     """RUN/ of a tiny VQTalker (tokenizer + speech k-means + generator, briefly trained on CPU)."""
     return family_run("vqtalker")
+
+
+# -- MDCF (models/mdcf): the tiny model trained briefly on synth_corpus (all three phases) --
+@pytest.fixture(scope="session")
+def mdcf_tiny_run(family_run) -> Path:
+    """RUN/ of a tiny MDCF (FDE 200 + LMAE 150 + diffusion 200 steps, ~1 min of CPU)."""
+    return family_run("mdcf")

@@ -26,3 +26,12 @@ def count_flops(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
         return int(fc.get_total_flops())
     finally:
         module.train(was_training)
+
+
+def annotate(programs: list, flops: bool = True) -> list:
+    """Record each Program's parameter count (meta["params"]) and, with `flops`, FLOPs per call."""
+    for p in programs:
+        p.meta["params"] = count_params(p.module)
+        if flops:
+            p.flops = count_flops(p.module, p.example_inputs)
+    return programs

@@ -24,7 +24,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from edgeth.models.common.flops import count_flops, count_params
+from edgeth.models.common.flops import annotate
 from edgeth.models.ifmdm.config import IFMDMConfig
 from edgeth.models.ifmdm.stage1 import Renderer, VisualEncoder
 from edgeth.program import Program, TensorSpec
@@ -121,11 +121,7 @@ def build_programs(model: nn.Module, cfg: IFMDMConfig, *, flops: bool = True) ->
                 [TensorSpec("frames", (n, 3, s, s), kind="image")], ren_x,
                 meta={"runs": "per batch of frames", "frames": n}),
     ]
-    for p in progs:
-        p.meta["params"] = count_params(p.module)
-        if flops:
-            p.flops = count_flops(p.module, p.example_inputs)
-    return progs
+    return annotate(progs, flops)
 
 
 def flops_per_frame(progs: list[Program], cfg: IFMDMConfig, steps: int | None = None) -> dict[str, float]:

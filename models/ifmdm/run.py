@@ -12,7 +12,6 @@ Shape legend: D motion dim.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch.nn as nn
 from edgeth.audio import AudioConfig
 from edgeth.errors import InputError
 from edgeth.io_utils import write_json
+from edgeth.models.common.run_json import read_family_json
 from edgeth.models.ifmdm.config import IFMDMConfig
 from edgeth.models.ifmdm.stage1 import Stage1Model
 from edgeth.models.ifmdm.stage2 import Stage2Model
@@ -63,16 +63,7 @@ def write_run_json(run_dir: Path, cfg: IFMDMConfig, audio: AudioConfig, stats: d
 
 
 def read_run_json(run_dir: Path) -> dict[str, Any] | None:
-    p = Path(run_dir) / RUN_JSON
-    if not p.is_file():
-        return None
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise InputError(f"{p} is not valid JSON ({e})", "re-run `edgeth train` into a fresh --out directory") from e
-    if d.get("family") != "ifmdm":
-        raise InputError(f"{p} is not an IF-MDM run (family={d.get('family')!r})", "pass an IF-MDM run directory")
-    return d
+    return read_family_json(Path(run_dir) / RUN_JSON, "ifmdm", "IF-MDM")
 
 
 def load_run(run_dir: str | Path, device: str = "cpu", require: tuple[str, ...] = ("stage1", "stage2")) -> IFMDMRun:

@@ -26,7 +26,7 @@ from edgeth.targets import Artifact, PreflightIssue
 from edgeth.targets.common import convert_failure, first_line, path_size, precision_of, quiet_python
 from edgeth.targets.preflight import ROOT, Rules, export_program, issues, memo, module_path, op_name
 
-RULES = Rules(input_mutation="warning", data_dependent="warning")
+RULES = Rules(input_mutation="warning", data_dependent="warning", conv3d="error")  # XNNPACK: no 3-D conv
 LOWERED = "executorch.lowered"
 
 # Data movement the portable runtime does cheaply; reported, but not worth a warning.
