@@ -24,13 +24,14 @@ def load_reference(run_dir: Path, device: str = "cpu") -> tuple[Any, Any, list]:
 
 
 def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed: int = 0, device: str = "cpu",
-             progress: bool = True, return_spec: bool = False, **options: Any):
+             progress: bool = True, return_spec: bool = False, video_quality: str = "standard", **options: Any):
     """Write an mp4 (audio muxed in) and return the driver's PipelineResult (and the spec).
 
     options: the family's pipeline options (PipelineSpec.options; text or values, None = the
-    spec's default); an unknown name is an InputError listing the valid ones.
+    spec's default); an unknown name is an InputError listing the valid ones. video_quality: a
+    name in edgeth.data.video.QUALITIES.
     """
-    from edgeth.data.video import read_audio, read_image, write_mp4
+    from edgeth.data.video import read_audio, read_image, video_quality as check_quality, write_mp4
     from edgeth.io_utils import atomic_path
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
     from edgeth.runtime_py.torch_backend import torch_call
@@ -41,6 +42,7 @@ def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed:
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise InputError(f"output {out} is not an .mp4 path", "name the output like out.mp4")
+    check_quality(video_quality)
     _, spec, progs = load_reference(ckpt, device)
     opts = spec.parse_options(options)  # bad options fail before any reading or work
     image = np.asarray(read_image(image_path, spec.image_size), dtype=np.float32)
@@ -54,5 +56,5 @@ def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed:
                                      noise=SeededNoise(seed), progress=progress, **opts)
     frames = np.clip(np.round(result.frames * 255.0), 0, 255).astype(np.uint8)
     with atomic_path(out) as tmp:
-        write_mp4(tmp, frames, result.fps, audio, sr)
+        write_mp4(tmp, frames, result.fps, audio, sr, quality=video_quality)
     return (result, spec) if return_spec else result

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from edgeth.cli.options import FamilyOptionsCommand, opt_option
+from edgeth.cli.options import FamilyOptionsCommand, opt_option, video_quality_option
 
 
 @click.command("generate", cls=FamilyOptionsCommand)
@@ -21,8 +21,9 @@ from edgeth.cli.options import FamilyOptionsCommand, opt_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@video_quality_option
 def cli(ckpt: Path, image: Path, audio: Path, out: Path, opts, steps, guidance, motion_std, motion_mean_mode,
-        seed: int, device: str, quiet: bool):
+        seed: int, device: str, quiet: bool, video_quality: str):
     """Generate a talking-head video from a portrait and speech with a trained run.
 
     \b
@@ -39,7 +40,7 @@ def cli(ckpt: Path, image: Path, audio: Path, out: Path, opts, steps, guidance, 
                          motion_mean_mode=motion_mean_mode)
     t0 = time.perf_counter()
     res, spec = generate(ckpt, image, audio, out, seed=seed, device=device, progress=not quiet,
-                         return_spec=True, **options)
+                         return_spec=True, video_quality=video_quality, **options)
     dt = time.perf_counter() - t0
     n = len(res.frames)
     click.echo(f"wrote {out}: {n} frames at {res.fps} fps ({n / res.fps:.2f} s) in {dt:.1f} s"

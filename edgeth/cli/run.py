@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from edgeth.cli.options import FamilyOptionsCommand, opt_option
+from edgeth.cli.options import FamilyOptionsCommand, opt_option, video_quality_option
 
 
 @click.command("run", cls=FamilyOptionsCommand)
@@ -20,7 +20,8 @@ from edgeth.cli.options import FamilyOptionsCommand, opt_option
 @click.option("--steps", type=int, default=None, help="Shorthand for --opt steps=N (diffusion families).")
 @click.option("--threads", type=int, default=None, help="Runtime threads.")
 @click.option("--npz", type=click.Path(path_type=Path), default=None, help="Also save frames and stages as .npz.")
-def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz):
+@video_quality_option
+def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz, video_quality):
     """Run a bundle's whole pipeline (audio -> motion -> frames) on a chosen backend.
 
     \b
@@ -34,9 +35,11 @@ def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz):
 
     from edgeth.bundle.golden import save_npz
     from edgeth.cli.options import format_summary, parse_opts
-    from edgeth.data.video import read_audio, read_image, write_mp4
+    from edgeth.data.video import read_audio, read_image, video_quality as check_quality, write_mp4
     from edgeth.io_utils import atomic_path
     from edgeth.runtime_py.pipeline import Pipeline
+
+    check_quality(video_quality)  # a bad name fails before any work
 
     pipe = Pipeline(bundle, backend, threads)
     spec = pipe.spec
@@ -47,7 +50,7 @@ def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, npz):
     t0 = time.perf_counter()
     res = pipe.run(img, aud, seed=seed, progress=True, **opts)
     dt = time.perf_counter() - t0
-    write_mp4(out, res.frames, res.fps, audio=aud, sample_rate=sr)
+    write_mp4(out, res.frames, res.fps, audio=aud, sample_rate=sr, quality=video_quality)
     if npz:
         arrays = {"frames": np.asarray(res.frames)}
         arrays.update({k: v for k, v in res.extras.items() if isinstance(v, np.ndarray)})
