@@ -5,9 +5,11 @@ the held-out (val) identities reports:
   - stage-1 reconstruction PSNR / SSIM (driving frames rebuilt from the clip's first frame),
     vs the untrained model and vs just copying the source frame;
   - lip sync: Pearson r between the probe's mouth opening on audio-driven output (portrait =
-    the clip's first frame, audio = the clip's speech) and the ground-truth opening; with the
-    probe's own ceiling on real frames and the stage-1 ceiling (frames re-rendered from their
-    own motion codes);
+    the clip's first frame, audio = the clip's speech) and the ground-truth opening, on the raw
+    frames and on the decoded mp4 a user gets, with amplitude ratios (probe std on generated /
+    on real: mouth, blink, yaw, pitch, roll) and real-vs-delivered frame strips (PNG) — all from
+    edgeth.data.delivered, shared by every family; with the probe's own ceiling on real frames
+    and the stage-1 ceiling (frames re-rendered from their own motion codes);
   - FPS of each piece in `generate` (the torch reference through the shared driver);
   - params and GFLOPs (per call and per video frame) of every program of every preset, and
     one forward of each mobile/paper program.
@@ -47,36 +49,24 @@ def preset_table(forward: bool = True) -> list[dict]:
     return rows
 
 
-def lip_sync(run, clips, steps: int, seed: int = 0) -> dict:
+def lip_sync(run, clips, steps: int, out_dir: Path, seed: int = 0, quality: str = "standard", **options) -> dict:
+    """Raw and delivered lip sync + amplitude ratios (edgeth.data.delivered, shared by every family's
+    benchmark), the probe's ceiling on real frames and the stage-1 ceiling (frames re-rendered from
+    their own motion codes)."""
+    from edgeth.data.delivered import family_quality
     from edgeth.data.probe import lip_sync_score
-    from edgeth.models import get_model
-    from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
-    from edgeth.runtime_py.torch_backend import torch_call
 
-    fam = get_model("ifmdm")
-    spec, progs = fam.pipeline(run), fam.programs(run)
-    call, drive = torch_call(progs), get_pipeline(spec.kind)
-    gen, ceil_probe, ceil_s1, timings, frames_total = [], [], [], {}, 0
-    model = run.model
+    q = family_quality("ifmdm", run, clips, out_dir, seed=seed, quality=quality, steps=steps, **options)
+    ceil_s1 = []
     for c in clips:
-        gt = c.gt["mouth_open"]
-        res = drive(spec, call, image=c.frames[0].astype(np.float32) / 255, audio=c.audio, noise=SeededNoise(seed),
-                    steps=steps)
-        gen.append(lip_sync_score(res.frames, gt))
-        for k, v in res.extras["timings_s"].items():
-            timings[k] = timings.get(k, 0.0) + v
-        frames_total += len(res.frames)
-        ceil_probe.append(lip_sync_score(c.frames, gt))
         with torch.no_grad():
             fr = torch.from_numpy(np.ascontiguousarray(c.frames)).permute(0, 3, 1, 2).float() / 255
-            rec = model.stage1.reconstruct(fr[:1].expand(len(fr), -1, -1, -1), fr).permute(0, 2, 3, 1).numpy()
-        ceil_s1.append(lip_sync_score(rec, gt))
-    total = sum(timings.values())
-    fps = {k: frames_total / v for k, v in timings.items() if v > 0}
-    fps["pipeline"] = frames_total / total
-    return {"lip_sync_r": float(np.mean(gen)), "lip_sync_per_clip": [round(x, 3) for x in gen],
-            "probe_ceiling_r": float(np.mean(ceil_probe)), "stage1_ceiling_r": float(np.mean(ceil_s1)),
-            "fps": fps, "frames": frames_total, "steps": steps}
+            rec = run.model.stage1.reconstruct(fr[:1].expand(len(fr), -1, -1, -1), fr).permute(0, 2, 3, 1).numpy()
+        ceil_s1.append(lip_sync_score(rec, c.gt["mouth_open"]))
+    fps = {k: q["frames"] / v for k, v in q["timings_s"].items() if v > 0}
+    fps["pipeline"] = q["frames"] / max(sum(q["timings_s"].values()), 1e-9)
+    return {**q, "lip_sync_r": q["lip_r_raw"], "lip_sync_per_clip": [round(c["lip_r_raw"], 3) for c in q["per_clip"]],
+            "probe_ceiling_r": q["lip_r_real"], "stage1_ceiling_r": float(np.mean(ceil_s1)), "fps": fps, "steps": steps}
 
 
 def copy_baseline(clips, pairs: int = 8, seed: int = 0) -> dict:
@@ -105,6 +95,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-presets", action="store_true", help="skip the mobile/paper table")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--video-quality", default="standard", help="write_mp4 setting of the delivered file")
+    ap.add_argument("--opt", action="append", default=[], metavar="NAME=VALUE", help="pipeline option (repeatable)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -133,7 +125,8 @@ def main(argv=None) -> dict:
         "recon_trained": reconstruction_eval(run.model, val),
         "recon_untrained": reconstruction_eval(fresh_run(run.cfg).model, val),
         "recon_copy_source": copy_baseline(val),
-        "lip": lip_sync(run, val, args.steps, args.seed),
+        "lip": lip_sync(run, val, args.steps, args.work / "quality", args.seed, args.video_quality,
+                        **dict(o.split("=", 1) for o in args.opt)),
     }
     if not args.no_presets:
         out["presets"] = preset_table()
@@ -141,6 +134,18 @@ def main(argv=None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return out
+
+
+def print_delivered(q: dict, what: str) -> None:
+    """The shared lines every family's quality benchmark prints (edgeth.data.delivered figures)."""
+    print(f"  lip sync r ({what}): raw frames {q['lip_r_raw']:.3f}, delivered mp4 ({q['quality']}) "
+          f"{q['lip_r_delivered']:.3f}; mp4 vs raw PSNR {q['delivered_psnr_db']:.1f} dB")
+    print("    per clip raw " + str([round(c["lip_r_raw"], 3) for c in q["per_clip"]]))
+    print("    per clip mp4 " + str([round(c["lip_r_delivered"], 3) for c in q["per_clip"]]))
+    for a in ("amplitude_raw", "amplitude_delivered"):
+        print(f"  {a.replace('_', ' ')} (std generated / std real, 1 = as lively): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in q[a].items()))
+    print(f"  frame strips (real over delivered): {Path(q['per_clip'][0]['strip']).parent}/*.png")
 
 
 def _print(o: dict) -> None:
@@ -151,7 +156,7 @@ def _print(o: dict) -> None:
     for k in ("recon_copy_source", "recon_untrained", "recon_trained"):
         print(f"  {k:<18} PSNR {o[k]['psnr']:6.2f} dB  SSIM {o[k]['ssim']:.4f}")
     lp = o["lip"]
-    print(f"  lip sync r (audio-driven, {lp['steps']} DDIM steps): {lp['lip_sync_r']:.3f}  per clip {lp['lip_sync_per_clip']}")
+    print_delivered(lp, f"audio-driven, {lp['steps']} DDIM steps")
     print(f"  ceilings: probe on real frames {lp['probe_ceiling_r']:.3f}, stage-1 re-render {lp['stage1_ceiling_r']:.3f}")
     print("  FPS (torch reference, per piece): " + ", ".join(f"{k} {v:.1f}" for k, v in lp["fps"].items()))
     if "presets" in o:

@@ -25,16 +25,16 @@ def load_reference(run_dir: Path, device: str = "cpu") -> tuple[Any, Any, list]:
 
 def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed: int = 0, device: str = "cpu",
              progress: bool = True, return_spec: bool = False, crop: Any = "auto", paste: bool = True,
-             **options: Any):
+             video_quality: str = "standard", **options: Any):
     """Write an mp4 (audio muxed in) and return the driver's PipelineResult (and the spec);
     extras["crop"] holds the crop JSON.
 
     crop: "auto" (detect the face), "off" (centre square) or a runtime_py.face.Box; paste=False
     writes the model-size crop instead of the photo-size video. options: the family's pipeline
     options (PipelineSpec.options; text or values, None = the spec's default); an unknown name is
-    an InputError listing the valid ones.
+    an InputError listing the valid ones. video_quality: a name in edgeth.data.video.QUALITIES.
     """
-    from edgeth.data.video import read_audio, write_mp4
+    from edgeth.data.video import read_audio, video_quality as check_quality, write_mp4
     from edgeth.runtime_py.face import read_portrait
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
     from edgeth.runtime_py.torch_backend import torch_call
@@ -45,6 +45,7 @@ def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed:
     out = Path(out)
     if out.suffix.lower() != ".mp4":
         raise InputError(f"output {out} is not an .mp4 path", "name the output like out.mp4")
+    check_quality(video_quality)
     _, spec, progs = load_reference(ckpt, device)
     opts = spec.parse_options(options)  # bad options fail before any reading or work
     portrait = read_portrait(image_path, spec, crop)
@@ -54,7 +55,7 @@ def generate(ckpt: Path, image_path: Path, audio_path: Path, out: Path, *, seed:
         raise InputError(f"audio file {audio_path} has no samples", "pass a non-empty speech recording")
     result = get_pipeline(spec.kind)(spec, torch_call(progs, device), image=portrait.model_input, audio=audio,
                                      noise=SeededNoise(seed), progress=progress, **opts)
-    write_mp4(out, portrait.paste(result.frames, paste), result.fps, audio, sr)
+    write_mp4(out, portrait.paste(result.frames, paste), result.fps, audio, sr, quality=video_quality)
     result.extras["crop"] = portrait.to_json()
     return (result, spec) if return_spec else result
 

@@ -35,13 +35,14 @@ def real_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
     rng = np.random.default_rng(0)
     frames = (rng.random((30, 72, 96, 3)) * 255).astype(np.uint8)
-    write_mp4(root / "talk_a.mp4", frames, fps=30, audio=(0.2 * rng.standard_normal(16000)).astype(np.float32))
-    write_mp4(root / "talk_b.mp4", frames[:25], fps=25)
+    write_mp4(root / "talk_a.mp4", frames, fps=30, audio=(0.2 * rng.standard_normal(16000)).astype(np.float32),
+              quality="compact")  # native size, like a camera clip
+    write_mp4(root / "talk_b.mp4", frames[:25], fps=25, quality="compact")
     t = np.arange(44100) / 44100
     stereo = np.stack([np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 440 * t)], 1) * 0.3
     wavfile.write(root / "talk_b.wav", 44100, (stereo * 32767).astype(np.int16))
     (root / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(300))
-    write_mp4(root / "mute.mp4", frames[:10], fps=25)
+    write_mp4(root / "mute.mp4", frames[:10], fps=25, quality="compact")
     return root
 
 

@@ -126,7 +126,7 @@ def _cli(argv, capsys):
 
 def test_generate_writes_mp4(ifmdm_tiny_run, tmp_path, capsys):
     from edgeth.data.synth import sample_inputs
-    from edgeth.data.video import read_video
+    from edgeth.data.video import downscale_box, read_video
 
     png, wav, gt = sample_inputs(tmp_path, size=96, seconds=2.0, seed=5)  # 96 px: resized to 64, pasted back
     out = tmp_path / "out.mp4"
@@ -135,11 +135,25 @@ def test_generate_writes_mp4(ifmdm_tiny_run, tmp_path, capsys):
                        "--no-crop"], capsys)  # a synthetic portrait is framed already (and Haar misses it)
     assert code == 0, text
     frames, fps = read_video(out)
-    assert fps == 25 and len(frames) == 50 and frames.shape[1:] == (96, 96, 3)
+    # the 96 px test photo, pasted back at its resolution, upscaled x3 by the standard writer
+    assert fps == 25 and len(frames) == 50 and frames.shape[1:] == (288, 288, 3)
     import av
 
     with av.open(str(out)) as f:
         assert len(f.streams.audio) == 1  # speech muxed in
+    crops = {}
+    for quality in ("lossless", "standard"):  # the model-size crop (--no-paste), bit-exact vs the standard writer
+        crops[quality] = tmp_path / f"{quality}.mp4"
+        code, text = _cli(["generate", "--ckpt", str(ifmdm_tiny_run), "--image", str(png), "--audio", str(wav),
+                           "-o", str(crops[quality]), "--steps", "10", "--seed", "0", "--quiet", "--no-crop",
+                           "--no-paste", "--video-quality", quality], capsys)
+        assert code == 0, text
+    exact, _ = read_video(crops["lossless"])
+    assert exact.shape[1:] == (64, 64, 3)
+    standard, _ = read_video(crops["standard"])
+    assert standard.shape[1:] == (256, 256, 3)  # 64 px upscaled x4 before 4:2:0
+    err = downscale_box(standard, 4).astype(float) - exact
+    assert 10 * np.log10(255.0**2 / np.mean(err**2)) >= 40.0  # the standard file keeps the face
 
 
 def test_generate_errors(ifmdm_tiny_run, tmp_path, capsys):
@@ -150,6 +164,8 @@ def test_generate_errors(ifmdm_tiny_run, tmp_path, capsys):
     base = ["generate", "--image", str(png), "--audio", str(wav), "-o", out, "--quiet"]
     code, text = _cli([*base, "--ckpt", str(tmp_path / "nope")], capsys)
     assert code == 2 and "error:" in text and "does not exist" in text
+    code, text = _cli([*base, "--ckpt", str(ifmdm_tiny_run), "--video-quality", "best"], capsys)
+    assert code == 2 and "standard, lossless, compact" in text
     empty = tmp_path / "empty_run"
     empty.mkdir()
     (empty / "ifmdm.json").write_text((ifmdm_tiny_run / "ifmdm.json").read_text())

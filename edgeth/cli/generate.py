@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from edgeth.cli.options import FamilyOptionsCommand, opt_option
 from edgeth.cli.face_options import crop_mode, face_options, summary
+from edgeth.cli.options import FamilyOptionsCommand, opt_option, video_quality_option
 
 
 
@@ -26,9 +26,10 @@ from edgeth.cli.face_options import crop_mode, face_options, summary
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @face_options
+@video_quality_option
 def cli(ckpt: Path, image: Path, audio: Path | None, driving: Path | None, out: Path, opts, steps, guidance,
         motion_std, motion_mean_mode, seed: int, device: str, quiet: bool, crop_box, no_crop: bool, no_paste: bool,
-        as_json: bool):
+        as_json: bool, video_quality: str):
     """Generate a talking-head video from a portrait and speech with a trained run.
 
     \b
@@ -53,7 +54,8 @@ def cli(ckpt: Path, image: Path, audio: Path | None, driving: Path | None, out: 
                          motion_mean_mode=motion_mean_mode)
     t0 = time.perf_counter()
     res, spec = generate(ckpt, image, audio, out, seed=seed, device=device, progress=not (quiet or as_json),
-                         return_spec=True, crop=crop_mode(crop_box, no_crop), paste=not no_paste, **options)
+                         return_spec=True, crop=crop_mode(crop_box, no_crop), paste=not no_paste,
+                         video_quality=video_quality, **options)
     dt = time.perf_counter() - t0
     n = len(res.frames)
     if as_json:

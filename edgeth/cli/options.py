@@ -14,6 +14,14 @@ def opt_option(f):
                         help="A pipeline option of the model family (repeatable); see the list below.")(f)
 
 
+def video_quality_option(f):
+    """--video-quality NAME: the mp4 encoder setting, a name in edgeth.data.video.QUALITIES."""
+    return click.option("--video-quality", default="standard", show_default=True, metavar="NAME",
+                        help="mp4 encoder: standard (H.264 High 4:2:0 CRF 10, small frames upscaled; plays "
+                             "everywhere), lossless (bit-exact RGB H.264 for QA; many players refuse it), "
+                             "compact (CRF 17 at native size: small faces lose detail).")(f)
+
+
 def parse_opts(pairs: tuple[str, ...] | list[str], **aliases: Any) -> dict[str, Any]:
     """{name: text} from NAME=VALUE pairs, plus legacy flag values (None = not given)."""
     out: dict[str, Any] = {k: v for k, v in aliases.items() if v is not None}

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from edgeth.cli.options import FamilyOptionsCommand, opt_option
 from edgeth.cli.face_options import crop_mode, face_options, summary
+from edgeth.cli.options import FamilyOptionsCommand, opt_option, video_quality_option
 
 
 
@@ -25,8 +25,9 @@ from edgeth.cli.face_options import crop_mode, face_options, summary
 @click.option("--chunk-ms", type=float, default=200.0, show_default=True, help="With --stream: audio chunk length.")
 @click.option("--npz", type=click.Path(path_type=Path), default=None, help="Also save frames and stages as .npz.")
 @face_options
+@video_quality_option
 def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, stream, chunk_ms, npz, crop_box, no_crop,
-        no_paste, as_json):
+        no_paste, as_json, video_quality):
     """Run a bundle's whole pipeline (audio -> motion -> frames) on a chosen backend.
 
     \b
@@ -40,11 +41,12 @@ def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, stream, 
 
     from edgeth.bundle.golden import save_npz
     from edgeth.cli.options import format_summary, parse_opts
-    from edgeth.data.video import read_audio, write_mp4
+    from edgeth.data.video import read_audio, video_quality as check_quality, write_mp4
     from edgeth.io_utils import atomic_path
     from edgeth.runtime_py.face import read_portrait
     from edgeth.runtime_py.pipeline import Pipeline
 
+    check_quality(video_quality)  # a bad name fails before any work
     mode = crop_mode(crop_box, no_crop)
     pipe = Pipeline(bundle, backend, threads)
     spec = pipe.spec
@@ -61,7 +63,7 @@ def cli(bundle, image, audio, backend, out, seed, opts, steps, threads, stream, 
     else:
         res = pipe.run(portrait.model_input, aud, seed=seed, progress=not as_json, **opts)
     dt = time.perf_counter() - t0
-    write_mp4(out, portrait.paste(res.frames, not no_paste), res.fps, audio=aud, sample_rate=sr)
+    write_mp4(out, portrait.paste(res.frames, not no_paste), res.fps, audio=aud, sample_rate=sr, quality=video_quality)
     if npz:
         arrays = {"frames": np.asarray(res.frames)}
         arrays.update({k: v for k, v in res.extras.items() if isinstance(v, np.ndarray)})

@@ -111,7 +111,7 @@ def generate_corpus(out, clips: int = 16, seconds: float = 4.0, size: int = 128,
             c = make_clip(identities[ident], _clip_rng(seed, i, "clip"), seconds, size)
             name = f"clip_{i:04d}"
             if video or not lossless:
-                write_mp4(tmp / f"{name}.mp4", c["frames"], FPS, c["audio"])
+                write_mp4(tmp / f"{name}.mp4", c["frames"], FPS, c["audio"], quality="compact")
             write_wav(tmp / f"{name}.wav", c["audio"])
             if lossless:
                 np.savez_compressed(tmp / f"{name}.npz", frames=c["frames"])

@@ -6,6 +6,7 @@ an InputError that names the file.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd
 from pathlib import Path
@@ -37,22 +38,64 @@ def _to_uint8(frames: np.ndarray) -> np.ndarray:
     return f
 
 
+@dataclass(frozen=True)
+class VideoQuality:
+    """An encoder setting for write_mp4 (named in QUALITIES, picked with --video-quality).
+
+    min_side: frames whose short side is below it are upscaled by the smallest integer factor
+    that reaches it, nearest-neighbour (every source pixel becomes a k x k block, so 4:2:0
+    chroma stays per source pixel and a k x k box-average of the decoded frame gives the source
+    size back); 0 keeps the size.
+    """
+
+    name: str
+    codec: str
+    pix_fmt: str
+    options: tuple[tuple[str, str], ...]
+    min_side: int
+    about: str
+
+
+QUALITIES = {q.name: q for q in (
+    VideoQuality("standard", "libx264", "yuv420p", (("crf", "10"), ("preset", "medium"), ("profile", "high")), 256,
+                 "H.264 High profile, 4:2:0, CRF 10, frames under 256 px upscaled x k (nearest): plays everywhere"),
+    VideoQuality("lossless", "libx264rgb", "rgb24", (("qp", "0"), ("preset", "medium")), 0,
+                 "H.264 RGB lossless (High 4:4:4 Predictive, bit-exact): for QA; many players (Safari, phones) refuse it"),
+    VideoQuality("compact", "libx264", "yuv420p", (("crf", "17"), ("preset", "veryfast")), 0,
+                 "H.264 4:2:0 CRF 17 at native size (the synthetic corpus' setting; small faces lose detail)"),
+)}
+
+
+def video_quality(name: str) -> VideoQuality:
+    if name not in QUALITIES:
+        raise InputError(f"video quality {name!r} unknown", f"choose one of: {', '.join(QUALITIES)}")
+    return QUALITIES[name]
+
+
+def upscale_factor(h: int, w: int, min_side: int) -> int:
+    return max(1, -(-int(min_side) // max(1, min(h, w)))) if min_side else 1
+
+
 def write_mp4(path, frames: np.ndarray, fps: int = 25, audio: np.ndarray | None = None,
-              sample_rate: int = SAMPLE_RATE, crf: int = 17) -> Path:
-    """frames uint8 [T,H,W,3] (or float in [0,1]) -> H.264 yuv420p mp4, audio muxed as AAC when given."""
+              sample_rate: int = SAMPLE_RATE, quality: "str | VideoQuality" = "standard") -> Path:
+    """frames uint8 [T,H,W,3] (or float in [0,1]) -> H.264 mp4 (QUALITIES[quality]), audio muxed as AAC when given."""
     import av
 
+    q = quality if isinstance(quality, VideoQuality) else video_quality(quality)
     f = _to_uint8(frames)
+    k = upscale_factor(f.shape[1], f.shape[2], q.min_side)
+    if k > 1:
+        f = f.repeat(k, axis=1).repeat(k, axis=2)
     t, h, w, _ = f.shape
-    ph, pw = h + (h % 2), w + (w % 2)  # yuv420p needs even sizes: pad by edge replication
+    ph, pw = h + (h % 2), w + (w % 2)  # 4:2:0 needs even sizes: pad by edge replication
     if (ph, pw) != (h, w):
         f = np.pad(f, ((0, 0), (0, ph - h), (0, pw - w), (0, 0)), mode="edge")
     path = Path(path)
     with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format="mp4") as c:
-            vs = c.add_stream("libx264", rate=Fraction(int(fps), 1))
-            vs.width, vs.height, vs.pix_fmt = pw, ph, "yuv420p"
-            vs.options = {"crf": str(crf), "preset": "veryfast"}
+        with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as c:
+            vs = c.add_stream(q.codec, rate=Fraction(int(fps), 1))
+            vs.width, vs.height, vs.pix_fmt = pw, ph, q.pix_fmt
+            vs.options = dict(q.options)
             as_ = None
             if audio is not None:
                 as_ = c.add_stream("aac", rate=sample_rate)
@@ -63,17 +106,32 @@ def write_mp4(path, frames: np.ndarray, fps: int = 25, audio: np.ndarray | None 
             for pkt in vs.encode():
                 c.mux(pkt)
             if as_ is not None:
-                a = np.clip(np.asarray(audio, np.float32).reshape(-1), -1, 1)
-                n = 1024
-                for i in range(0, len(a), n):
-                    fr = av.AudioFrame.from_ndarray(a[None, i:i + n].copy(), format="fltp", layout="mono")
-                    fr.sample_rate = sample_rate
-                    fr.pts = i
-                    for pkt in as_.encode(fr):
-                        c.mux(pkt)
-                for pkt in as_.encode():
-                    c.mux(pkt)
+                _mux_audio(c, as_, audio, sample_rate)
     return path
+
+
+def _mux_audio(c, stream, audio: np.ndarray, sample_rate: int) -> None:
+    import av
+
+    a = np.clip(np.asarray(audio, np.float32).reshape(-1), -1, 1)
+    n = 1024
+    for i in range(0, len(a), n):
+        fr = av.AudioFrame.from_ndarray(a[None, i:i + n].copy(), format="fltp", layout="mono")
+        fr.sample_rate = sample_rate
+        fr.pts = i
+        for pkt in stream.encode(fr):
+            c.mux(pkt)
+    for pkt in stream.encode():
+        c.mux(pkt)
+
+
+def downscale_box(frames: np.ndarray, k: int) -> np.ndarray:
+    """uint8 [T,kH,kW,3] -> uint8 [T,H,W,3]: k x k box average (undoes write_mp4's nearest upscale)."""
+    f = np.asarray(frames)
+    if k == 1:
+        return f
+    t, h, w, c = f.shape
+    return (f[:, :h - h % k, :w - w % k].reshape(t, h // k, k, w // k, k, c).mean((2, 4)) + 0.5).astype(np.uint8)
 
 
 def read_video(path) -> tuple[np.ndarray, float]:
