@@ -15,7 +15,7 @@ from edgeth.program import Program, TensorSpec
 from edgeth.quantize.plan import PrecisionPlan
 from edgeth.targets import get_target
 from edgeth.targets.common import runner_entry
-from edgeth.testing import fixture_programs
+from fixture_programs import fixture_programs
 from edgeth.tolerances import tolerance_for
 
 pytestmark = pytest.mark.skipif(not get_target("coreml").available().ok, reason="coremltools is not installed")
