@@ -171,3 +171,30 @@ def test_contract_ops_are_all_implemented(exported):
     assert not [op for op in CONTRACT if op not in OPS and op != "const"]
     emitted = {op for _, _, art in exported.values() for op in art.report["mil_ops"]}
     assert emitted <= set(CONTRACT), emitted - set(CONTRACT)
+
+
+def test_pooling_ops_match_pytorch(tmp_path):
+    """avg_pool (with and without padding in the average) and max_pool, as MDCF's encoder emits them."""
+    import importlib
+
+    import torch
+
+    from edgeth.program import Program, TensorSpec
+    from edgeth.targets import get_target
+    from edgeth.targets.common import runner_entry
+
+    class Pools(torch.nn.Module):
+        def forward(self, x):
+            f = torch.nn.functional
+            return (f.avg_pool2d(x, 2), f.max_pool2d(x, 3, stride=1, padding=1),
+                    f.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False),
+                    f.avg_pool2d(x, 3, stride=2, padding=1))
+
+    x = torch.randn(1, 3, 8, 8)
+    ref = Pools()(x)
+    p = Program("pools", Pools().eval(), [TensorSpec("x", (1, 3, 8, 8))],
+                [TensorSpec(f"y{i}", tuple(r.shape)) for i, r in enumerate(ref)], (x,))
+    art = get_target("coreml").export(p, None, tmp_path)
+    run = importlib.import_module("edgeth.targets.coreml.sim").make_runner(tmp_path, runner_entry(p, art), None)
+    for got, want in zip(run(x.numpy()), ref):
+        np.testing.assert_allclose(got, want.numpy(), atol=1e-6)

@@ -19,11 +19,11 @@ import numpy as np
 
 OPS: dict[str, Callable[[dict[str, Any]], Any]] = {}
 
-# The contract: every MIL op edgeth's registered families (IF-MDM) and the test fixture programs
+# The contract: every MIL op edgeth's registered families (IF-MDM; MDCF adds avg_pool) and the test fixture programs
 # emit at fp32, fp16, int8-weights, int8 and mixed (the union of the exporter's `mil_ops`,
 # measured with coremltools 9.0). A family that emits a new op adds it here and to the table.
 CONTRACT = (
-    "add", "cast", "clip", "concat", "const", "constexpr_affine_dequantize", "conv", "cos", "dequantize",
+    "add", "avg_pool", "cast", "clip", "concat", "const", "constexpr_affine_dequantize", "conv", "cos", "dequantize",
     "expand_dims", "gelu", "layer_norm", "leaky_relu", "linear", "log", "matmul", "mul", "pad", "quantize",
     "reduce_mean", "relu", "resample", "reshape", "rsqrt", "sigmoid", "silu", "sin", "slice_by_index", "softmax",
     "split", "squeeze", "sub", "tanh", "tile", "transpose", "upsample_bilinear",

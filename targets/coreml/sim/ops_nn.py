@@ -66,6 +66,40 @@ def conv(p):
     return y
 
 
+def _pool_windows(p, x, fill: float):
+    """Windows (N,C,*Do,*K) of x padded per the MIL pad_type with `fill`, and the pads used."""
+    k = [int(v) for v in np.asarray(p["kernel_sizes"]).reshape(-1)]
+    nd = len(k)
+    strides = _ints(p.get("strides"), nd, 1)
+    if p.get("ceil_mode"):
+        raise SimUnsupported("pooling with ceil_mode=True")
+    pads = _conv_pads(p, x.shape[2:], k, strides)
+    xp = np.pad(x, [(0, 0), (0, 0)] + pads, constant_values=fill)
+    win = np.lib.stride_tricks.sliding_window_view(xp, k, axis=tuple(range(2, 2 + nd)))
+    return win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)], pads, nd
+
+
+@register("avg_pool")
+def avg_pool(p):
+    """Mean over each window; exclude_padding_from_average divides by the real (unpadded) count."""
+    x = p["x"]
+    win, pads, nd = _pool_windows(p, x, 0.0)
+    axes = tuple(range(-nd, 0))
+    total = win.sum(axis=axes)
+    if p.get("exclude_padding_from_average"):
+        ones = np.ones((1, 1) + x.shape[2:], dtype=x.dtype)
+        cnt, _, _ = _pool_windows(p, ones, 0.0)
+        return total / cnt.sum(axis=axes)
+    return total / float(np.prod(win.shape[-nd:]))
+
+
+@register("max_pool")
+def max_pool(p):
+    x = p["x"]
+    win, _, nd = _pool_windows(p, x, -np.inf)
+    return win.max(axis=tuple(range(-nd, 0)))
+
+
 @register("linear")
 def linear(p):
     """x (..., Cin) @ weight (Cout, Cin)^T + bias (Cout)."""
