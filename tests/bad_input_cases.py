@@ -63,11 +63,11 @@ class WS:
     def run_cmd(self, image=None, audio=None, *extra):
         """`edgeth run` on the fixture bundle (torch backend: needs no runtime)."""
         return ["run", str(self.bundle()), "--image", str(image or self.png), "--audio", str(audio or self.wav),
-                "--backend", "torch", "-o", str(self.out / "video.mp4"), *extra]
+                "--backend", "torch", "-o", str(self.out / "video.mp4"), "--no-crop", *extra]
 
     def generate_cmd(self, run=None, *extra):
         return ["generate", "--ckpt", str(run or self.run()), "--image", str(self.png), "--audio", str(self.wav),
-                "-o", str(self.out / "video.mp4"), "--quiet", *extra]
+                "-o", str(self.out / "video.mp4"), "--quiet", "--no-crop", *extra]
 
     def verify_cmd(self, bundle=None, *extra):
         return ["verify", str(bundle or self.bundle()), "--backend", "torch", "--programs-only", *extra]
