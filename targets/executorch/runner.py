@@ -25,8 +25,28 @@ def _runtime(threads: int | None):
     return Runtime.get()
 
 
+def check_pte_header(path: Path) -> None:
+    """Refuse what is not a whole .pte before the runtime sees it: on some garbage the ExecuTorch
+    runtime aborts the process (ET_CHECK) instead of returning an error. A .pte starts with a
+    flatbuffer root offset, the file identifier "ET" + 2 digits, and the extended header "eh00"
+    (header length u32, program size u64, segment base offset u64), which must fit the file."""
+    import struct
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(32)
+    ok = len(head) == 32 and head[4:6] == b"ET" and head[6:8].isdigit() and head[8:12] == b"eh00"
+    if ok:
+        _, program_size, segment_base = struct.unpack("<IQQ", head[12:32])
+        ok = 0 < program_size <= size and segment_base <= size
+    if not ok:
+        raise BundleError(f"cannot load ExecuTorch program {path.name}: not a whole .pte (bad header or truncated)",
+                          "the .pte is corrupt, truncated or from another ExecuTorch version; re-export the bundle")
+
+
 def load_method(path: Path, threads: int | None = None):
     """(program, method) for a .pte; BundleError with the runtime's reason if it is corrupt."""
+    check_pte_header(path)
     err: Exception | None = None
     with native_stderr() as native:
         rt = _runtime(threads)
