@@ -18,9 +18,9 @@ from edgeth.cli.options import FamilyOptionsCommand, opt_option, video_quality_o
               help="Instead of --audio: a clip whose facial motion drives the portrait (families with a video mode).")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path), help="Output .mp4 (audio muxed in).")
 @opt_option
-@click.option("--steps", type=int, default=None, help="Shorthand for --opt steps=N (diffusion families).")
-@click.option("--guidance", type=float, default=None, help="Shorthand for --opt guidance=G.")
-@click.option("--motion-std", type=float, default=None, help="Shorthand for --opt motion_std=S (IF-MDM).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Shorthand for --opt steps=N (diffusion families).")
+@click.option("--guidance", type=click.FloatRange(min=0.0), default=None, help="Shorthand for --opt guidance=G.")
+@click.option("--motion-std", type=click.FloatRange(min=0.0), default=None, help="Shorthand for --opt motion_std=S (IF-MDM).")
 @click.option("--motion-mean", "motion_mean_mode", default=None, help="Shorthand for --opt motion_mean_mode=M (IF-MDM).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda")

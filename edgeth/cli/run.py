@@ -19,7 +19,7 @@ from edgeth.cli.options import FamilyOptionsCommand, opt_option, video_quality_o
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output .mp4.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampler noise seed.")
 @opt_option
-@click.option("--steps", type=int, default=None, help="Shorthand for --opt steps=N (diffusion families).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Shorthand for --opt steps=N (diffusion families).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads.")
 @click.option("--stream", is_flag=True, help="Read the wav progressively and stream: frames as soon as they are final.")
 @click.option("--chunk-ms", type=float, default=200.0, show_default=True, help="With --stream: audio chunk length.")
