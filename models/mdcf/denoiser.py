@@ -84,7 +84,10 @@ class LatentDenoiser(nn.Module):
     def forward(self, z: torch.Tensor, t: torch.Tensor, audio: torch.Tensor, rho: torch.Tensor,
                 context: torch.Tensor) -> torch.Tensor:
         b, n, zc, h, w = z.shape
-        cond = (self.time(self.time_embed(t))[:, None] + self.audio(audio) + self.pose(rho)).reshape(b * n, -1)
+        # the timestep embedding stays FP32 (float_only); meet the rest of the network in its dtype
+        # (a no-op in FP32; an FP16 export otherwise fed FP32 activations into half convolutions)
+        temb = self.time_embed(t).to(self.inp.weight.dtype)
+        cond = (self.time(temb)[:, None] + self.audio(audio) + self.pose(rho)).reshape(b * n, -1)
         ctx = self.context(context)
         ctx = ctx[:, None].expand(b, n, *ctx.shape[1:]).reshape(b * n, -1, h, w)
         x = self.inp(torch.cat([z.reshape(b * n, zc, h, w), ctx], dim=1))
