@@ -144,7 +144,7 @@ def test_verify_on_coreml_sim_is_labelled_a_simulation(fixture_bundle, _family, 
     r = bs.cli("verify", str(fixture_bundle["bundle"]), "--backend", "coreml-sim", "--junit", str(tmp_path / "j.xml"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "simulation of Core ML semantics, not Core ML" in r.stdout
-    for name in ("structure/denoiser", "structure/renderer", "program/renderer/frame", "pipeline/frames"):
+    for name in ("structure/denoiser", "structure/renderer", "quality/renderer/frame", "quality/pipeline/frames"):
         assert f"ok   {name}" in r.stdout
     assert "simulation of Core ML semantics" in (tmp_path / "j.xml").read_text()
     t = bs.cli("targets")

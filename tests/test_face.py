@@ -149,7 +149,9 @@ def test_cli_run_crops_pastes_and_reports_the_box(fixture_bundle, media, astrona
 
     photo, wav, noface = media
     with bs.registered():
-        base = ["run", str(fixture_bundle["bundle"]), "--audio", str(wav), "--backend", "torch"]
+        # lossless: the file keeps the photo's exact size (the standard writer upscales small frames)
+        base = ["run", str(fixture_bundle["bundle"]), "--audio", str(wav), "--backend", "torch",
+                "--video-quality", "lossless"]
         r = bs.cli(*base, "--image", str(photo), "-o", str(tmp_path / "a.mp4"), "--json")
         assert r.returncode == 0, r.stderr[-2000:]
         s = json.loads(r.stdout)
