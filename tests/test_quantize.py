@@ -157,6 +157,9 @@ def test_fp16_onnx_conversion_runs_every_registered_model(tmp_path):
             ref = p.module(*p.example_inputs)
         refs = ref if isinstance(ref, (tuple, list)) else (ref,)
         for r, g in zip(refs, outs):
+            if not r.is_floating_point():  # token indices keep their integer dtype
+                assert g.dtype.kind == "i" and parity.token_agreement(r.numpy(), g) >= 0.9, label
+                continue
             assert g.dtype == np.float32, label  # I/O kept FP32
             assert parity.cosine(r.numpy(), g) > 0.999, label
 

@@ -78,7 +78,7 @@ def test_mixed_search_meets_a_budget_full_int8_misses_and_is_reproducible(fam):
     n_units = len(res.ranking)
     assert 0 < n_float < n_units
     for name, plan in res.plans.items():
-        assert plan.precision == "mixed" and plan.budget == {"psnr": budget.bound}
+        assert plan.precision == "mixed" and plan.budget == {"stage": "frames", "metric": "psnr", "bound": budget.bound}
         assert set(plan.notes["why_float"]) == set(plan.float_layers)
         assert len(plan.calibration) == min(32, calib.count(name))
     # the ranking is the reason: every kept layer ranks among the most sensitive
@@ -125,7 +125,7 @@ def test_export_mixed_records_plan_budget_and_parity(mixed_bundle):
     q = m["quantization"]["mixed"]
     assert q["calibration"]["clips"] == 2 and q["calibration"]["clip_source"].endswith("calib")
     search = q["mixed"]
-    assert search["budget"] == {"psnr": 45.0} and search["met"] and search["verified_on"] == "executorch"
+    assert search["budget"] == {"stage": "frames", "metric": "psnr", "bound": 45.0} and search["met"] and search["verified_on"] == "executorch"
     assert search["verified"] >= 45.0
     for tg in ("executorch", "onnx"):
         assert m["targets"][tg]["precision"] == "mixed"
