@@ -81,6 +81,8 @@ def run_case(family: str, target: str, precision: str, export) -> tuple[str, str
 
     case = case_id(family, target, precision)
     tgt = get_target(target)
+    if declared_skip(case, "unverified"):
+        return _declared(case, "unverified")
     if precision not in tgt.precisions():
         return _declared(case, "unsupported")
     assert tgt.available().ok, f"{target} cannot export here: {tgt.available().reason}"

@@ -5,7 +5,8 @@ an undeclared skip is a bug, not a skip.
 Each entry: (case pattern "family/target/precision" with fnmatch wildcards, condition, reason).
 Conditions: "no-runtime" (the target's runtime is unavailable on this machine: the artifact is
 still exported and structure-checked), "unsupported" (the target's quantizer does not offer the
-precision at all).
+precision at all), "unverified" (not run yet: the case is skipped before export, with the issue
+that tracks it; remove the entry once the case has run and its result is recorded).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ SKIPS: tuple[tuple[str, str, str], ...] = (
                                    "is exported and structure-checked here)"),
     ("*/tensorrt/int8-weights", "unsupported", "TensorRT has no weight-only INT8 (it quantizes weights and "
                                                "activations together)"),
+    *((f"vqtalker/*/{p}", "unverified", "VQTalker INT8 / weight-only INT8 / mixed exports were not run through "
+                                        "the suite yet (issue 11)") for p in ("int8", "int8-weights", "mixed")),
 )
 
 
