@@ -69,14 +69,10 @@ def clip_tensors(tok, speech, clip, stats: dict[str, Any], batch: int = 64) -> d
 
 
 def resolve_config(out: Path, preset: str, overrides: dict[str, Any] | None) -> VQTalkerConfig:
-    d = read_run_json(out)
-    if d is not None:
-        if d.get("preset") != preset:
-            raise InputError(f"{out} holds a {d.get('preset')!r} run, not {preset!r}",
-                             "pass the same --preset to resume, or a fresh --out directory")
-        return VQTalkerConfig.from_json(d["config"])
-    cfg = get_preset(preset)
-    return cfg.replace(**overrides) if overrides else cfg
+    """The run's config: an existing run JSON wins (resume); a different preset is an error."""
+    from edgeth.models.common.run_json import resume_or_preset
+
+    return resume_or_preset(out, preset, overrides, read_run_json, VQTalkerConfig.from_json, get_preset)
 
 
 def train(data_dir: Path, out: Path, *, preset: str = "tiny", stage: int | None = None, max_steps: int | None = None,
