@@ -18,8 +18,6 @@ SKIPS: tuple[tuple[str, str, str], ...] = (
                                    "is exported and structure-checked here)"),
     ("*/tensorrt/int8-weights", "unsupported", "TensorRT has no weight-only INT8 (it quantizes weights and "
                                                "activations together)"),
-    *((f"vqtalker/*/{p}", "unverified", "VQTalker INT8 / weight-only INT8 / mixed exports were not run through "
-                                        "the suite yet (issue 11)") for p in ("int8", "int8-weights", "mixed")),
 )
 
 
