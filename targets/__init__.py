@@ -135,8 +135,10 @@ class Target:
         supported = getattr(self._impl("quantizer"), "SUPPORTED", ("fp32",))
         return tuple(p for p in PRECISIONS if p in supported)
 
-    def preflight(self, program: "Program") -> list[PreflightIssue]:  # noqa: F821
-        return self._impl("exporter").preflight(program)
+    def preflight(self, program: "Program", precision: str = "fp32") -> list[PreflightIssue]:  # noqa: F821
+        """Graph rules (+ a trial FP32 lowering where the target has one and `precision` is fp32; a
+        quantized export reports the same findings from its own lowering instead of lowering twice)."""
+        return self._impl("exporter").preflight(program, precision)
 
     def export(self, program: "Program", plan: Any, out_dir: Path) -> Artifact:  # noqa: F821
         """Write the artifact(s) for `program` into out_dir; `plan` is a quantize plan or None (fp32)."""
@@ -160,11 +162,11 @@ class Target:
         """
         return []
 
-    def check_preflight(self, program: "Program") -> list[PreflightIssue]:  # noqa: F821
+    def check_preflight(self, program: "Program", precision: str = "fp32") -> list[PreflightIssue]:  # noqa: F821
         """Run preflight; raise UnsupportedOp on the first "error" issue, else return the warnings."""
         from edgeth.errors import UnsupportedOp
 
-        issues = self.preflight(program)
+        issues = self.preflight(program, precision)
         errors = [i for i in issues if i.severity == "error"]
         if errors:
             e = errors[0]

@@ -108,7 +108,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
     if plans is None:
         plans, per_target, quant_record = _quantization_plans(programs, spec, precision, target_list, quantize, seed,
                                                               options, threads, progress)
-    preflight = _preflight(target_list, programs)
+    preflight = _preflight(target_list, programs, {t: per_target.get(t, plans) for t in target_list})
     t["preflight"] = time.perf_counter()
     ref = _reference_run(programs, spec, image, audio, seed, seconds, options, golden_calls, progress)
     t["reference"] = time.perf_counter()
@@ -300,15 +300,17 @@ def export_program(target, program, plan, out_dir: Path):
     return art
 
 
-def _preflight(targets: list[str], programs: list) -> dict[str, dict[str, list]]:
+def _preflight(targets: list[str], programs: list, plans: dict[str, dict[str, Any]]) -> dict[str, dict[str, list]]:
+    """Every program's preflight per target, at the precision its plan exports it."""
     from edgeth.targets import get_target
+    from edgeth.targets.common import precision_of
 
     out: dict[str, dict[str, list]] = {}
     errors = []
     for tg in targets:
         out[tg] = {}
         for p in programs:
-            issues = get_target(tg).preflight(p)
+            issues = get_target(tg).preflight(p, precision_of(plans[tg][p.name]))
             out[tg][p.name] = [dataclasses.asdict(i) for i in issues]
             errors += [f"{tg}:{p.name}: {i.construct} at {i.module_path} ({i.advice})" for i in issues if i.severity == "error"]
     if errors:

@@ -21,9 +21,10 @@ def json_clean(obj: Any) -> Any:
 def artifact_record(art, program, plan, preflight: list) -> dict[str, Any]:
     from edgeth.tolerances import quality_for, runtime_for, tolerance_for
 
+    found = preflight + [w for w in art.report.get("preflight", []) if w not in preflight]  # + the export's own
     return {"files": list(art.files), "precision": art.precision,
             "quantization": plan.to_json() if plan is not None else {"precision": "fp32"},
-            "report": art.report, "preflight": preflight,
+            "report": art.report, "preflight": found,
             "tolerances": {s.name: tolerance_for(art.precision, s.kind) for s in program.outputs},
             "gates": {"runtime": {s.name: runtime_for(art.precision, s.kind) for s in program.outputs},
                       "quality": {s.name: quality_for(art.precision, s.kind) for s in program.outputs}}}

@@ -34,7 +34,7 @@ RULES = Rules(
 )
 
 
-def preflight(program) -> list[PreflightIssue]:
+def preflight(program, precision: str = "fp32") -> list[PreflightIssue]:
     return issues(program, RULES)
 
 
@@ -127,8 +127,8 @@ def describe(path: Path) -> dict[str, Any]:
 def export(target, program, plan, out_dir: Path) -> Artifact:
     from edgeth.targets.coreml import quantizer
 
-    warnings = target.check_preflight(program)
     precision = precision_of(plan)
+    warnings = target.check_preflight(program, precision)
     qreport: dict[str, Any] = {}
     if precision == "fp32":
         mlmodel = convert(program, "fp32")

@@ -97,16 +97,27 @@ def _lowered(program) -> tuple[Any, dict[str, Any]]:
     return edge, delegation_report(edge)
 
 
-def preflight(program) -> list[PreflightIssue]:
+def preflight(program, precision: str = "fp32") -> list[PreflightIssue]:
+    """Graph rules + known wrong kernels, and for fp32 a trial XNNPACK lowering (kept for the export,
+    which reuses it) whose portable-kernel fallbacks become warnings. A quantized export lowers
+    its own graph and reports the same warnings from that lowering (export below)."""
     out = issues(program, RULES)
     if any(i.severity == "error" for i in out):
         return out
     out += _wrong_kernels(program)
+    if precision != "fp32":
+        return out
     try:
         _, report = memo(program, LOWERED, lambda: _lowered(program))
     except Exception as e:
         return out + [PreflightIssue("error", ROOT, f"XNNPACK lowering failed: {type(e).__name__}: {first_line(e, 200)}",
                                      "rewrite the construct named above with core ATen ops; EDGETH_DEBUG=1 for details")]
+    return out + portable_warnings(report)
+
+
+def portable_warnings(report: dict[str, Any]) -> list[PreflightIssue]:
+    """One warning per compute op a lowering left on portable kernels (from delegation_report)."""
+    out = []
     for op, n in report["portable_compute_ops"].items():
         paths = report["portable_modules"][op]
         shown = ", ".join(paths[:3]) + (f" (+{len(paths) - 3} more)" if len(paths) > 3 else "")
@@ -132,8 +143,8 @@ def _wrong_kernels(program) -> list[PreflightIssue]:
 def export(target, program, plan, out_dir: Path) -> Artifact:
     from edgeth.targets.executorch import quantizer
 
-    warnings = target.check_preflight(program)
     precision = precision_of(plan)
+    warnings = target.check_preflight(program, precision)
     try:
         if precision == "fp32":
             edge, report = memo(program, LOWERED, lambda: _lowered(program), take=True)
@@ -141,6 +152,7 @@ def export(target, program, plan, out_dir: Path) -> Artifact:
             ep, qreport = quantizer.apply(program, export_program(program), plan)
             edge = lower(ep)
             report = {**delegation_report(edge), "quantization": qreport}
+            warnings += portable_warnings(report)
         with quiet_python():
             et = edge.to_executorch(_backend_config(program))
     except Exception as e:

@@ -34,7 +34,7 @@ RULES = Rules(
 )
 
 
-def preflight(program) -> list[PreflightIssue]:
+def preflight(program, precision: str = "fp32") -> list[PreflightIssue]:
     return issues(program, RULES)
 
 
@@ -111,8 +111,8 @@ def write_onnx(program, dest: Path) -> dict[str, Any]:
 def export(target, program, plan, out_dir: Path) -> Artifact:
     from edgeth.targets.onnx import quantizer
 
-    warnings = target.check_preflight(program)
     precision = precision_of(plan)
+    warnings = target.check_preflight(program, precision)
     dest = Path(out_dir) / f"{program.name}.onnx"
     if precision == "fp32":
         report = write_onnx(program, dest)

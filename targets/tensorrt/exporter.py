@@ -107,7 +107,7 @@ def onnx_issues(program) -> list[PreflightIssue]:
     return _lint_issues(f for f in lint_model(onnx.load_from_string(onnx_bytes(program))) if f.rule != "profile")
 
 
-def preflight(program) -> list[PreflightIssue]:
+def preflight(program, precision: str = "fp32") -> list[PreflightIssue]:
     out = issues(program, RULES)
     if any(i.severity == "error" for i in out):
         return out
@@ -189,8 +189,8 @@ def export(target, program, plan, out_dir: Path) -> Artifact:
     from edgeth.targets.onnx.exporter import write_onnx
     from edgeth.targets.tensorrt import quantizer
 
-    warnings = target.check_preflight(program)
     precision = precision_of(plan)
+    warnings = target.check_preflight(program, precision)
     out_dir = Path(out_dir)
     onnx_path = out_dir / f"{program.name}.onnx"
     report = write_onnx(program, onnx_path)
