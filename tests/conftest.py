@@ -23,11 +23,14 @@ def fixture_bundle(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
     """8 clips x 4 s at 64 px, lossless frames too; ids split 3 train / 1 val."""
-    from edgeth.data.synth import generate_corpus
+    from shared_once import shared_dir
 
-    root = tmp_path_factory.mktemp("corpus") / "synth"
-    generate_corpus(root, clips=8, seconds=4.0, size=64, seed=0, lossless=True, progress=False)
-    return root
+    def build(out: Path) -> None:
+        from edgeth.data.synth import generate_corpus
+
+        generate_corpus(out / "synth", clips=8, seconds=4.0, size=64, seed=0, lossless=True, progress=False)
+
+    return shared_dir(tmp_path_factory, "corpus", build) / "synth"
 
 
 # -- model families: each family's tiny fixture run (ModelFamily.fixture_run), once per session --

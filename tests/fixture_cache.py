@@ -2,13 +2,13 @@
 
 `EDGETH_FIXTURE_CACHE=DIR` (a developer convenience; CI never sets it) keeps runs in DIR keyed
 by the hash of the family's source folder and the shared code it trains with, so a local rerun
-of a few tests does not retrain; without it every session trains into its own temp folder.
+of a few tests does not retrain; without it every test run trains once into its temp folder
+(shared by the xdist workers, tests/shared_once.py).
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -26,24 +26,18 @@ def source_hash(name: str) -> str:
 
 
 def fixture_run(name: str, corpus: Path, tmp_path_factory) -> Path:
-    from edgeth.models import get_model
+    """The family's tiny fixture run: from EDGETH_FIXTURE_CACHE when set, else trained once per
+    test run (shared by the xdist workers, see shared_once)."""
+    from shared_once import build_once, shared_dir
+
+    def train(out: Path) -> None:
+        from edgeth.models import get_model
+
+        t0 = time.perf_counter()
+        get_model(name).fixture_run(out, Path(corpus))
+        (out / "fixture_train_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
 
     cache = os.environ.get("EDGETH_FIXTURE_CACHE")
     if cache:
-        done = Path(cache) / f"{name}-{source_hash(name)}"
-        if (done / ".complete").is_file():
-            return done
-    out = tmp_path_factory.mktemp(name) / "run"
-    t0 = time.perf_counter()
-    get_model(name).fixture_run(out, Path(corpus))
-    (out / "fixture_train_seconds.txt").write_text(f"{time.perf_counter() - t0:.1f}\n")
-    if cache:
-        tmp = Path(cache) / f".{done.name}.{os.getpid()}"
-        shutil.copytree(out, tmp)
-        (tmp / ".complete").write_text("ok\n")
-        try:
-            tmp.rename(done)
-        except OSError:  # another session cached it first
-            shutil.rmtree(tmp, ignore_errors=True)
-        return done
-    return out
+        return build_once(Path(cache) / f"{name}-{source_hash(name)}", train)
+    return shared_dir(tmp_path_factory, f"run-{name}", train)

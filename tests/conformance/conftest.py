@@ -24,5 +24,8 @@ def pytest_sessionfinish(session, exitstatus):
 
     from edgeth.conformance import write_record
 
-    if RESULTS:
-        write_record(RESULTS)
+    if RESULTS:  # each xdist worker merges its own cases into the record, one at a time
+        from shared_once import locked
+
+        with locked(Path(__file__).resolve().parents[2] / ".conformance-record.lock"):
+            write_record(RESULTS)
