@@ -108,24 +108,22 @@ def flops_table() -> list[dict]:
 
 def bundle_tokens(bundle_dir: Path) -> list[dict]:
     """Token agreement (per group / layer, first diverging frame) of every runnable backend's
-    golden replay, and the near-boundary / near-tie counts of the golden run per precision."""
-    from edgeth.bundle.golden import load_npz, split_pipeline
+    golden replay, and the near-boundary / near-tie counts of the golden run per precision
+    (the detail `edgeth verify` attaches to quality/pipeline/indices)."""
+    from edgeth.bundle.golden import split_pipeline
     from edgeth.bundle.io import load_bundle
     from edgeth.runtime_py.backends import available_backends
     from edgeth.runtime_py.pipeline import Pipeline
-    from edgeth.runtime_py.token_parity import token_report
+    from edgeth.runtime_py.token_parity import stage_token_detail
 
     b = load_bundle(bundle_dir)
     _, ref = split_pipeline(b.pipeline_golden())
-    gold = Path(bundle_dir) / "golden"
-    pre = load_npz(gold / "quantizer.npz")["out_pre_rounding"]
-    logits = load_npz(gold / "token_generator.npz")["out_logits"]
     rows = []
     for backend, ok in available_backends(b).items():
         if not getattr(ok, "ok", ok):
             continue
         res = Pipeline(b, backend).run_golden()
-        rows.append({"backend": backend, **token_report(ref["indices"], res.extras["indices"], pre=pre, logits=logits)})
+        rows.append({"backend": backend, **stage_token_detail(b, "indices", ref["indices"], res.extras["indices"])})
         print(json.dumps(rows[-1]), flush=True)
     return rows
 

@@ -11,6 +11,13 @@ agreement number:
   near_argmax_tie(logits, precision) how many argmax decisions have a top-1 / top-2 margin
                                      within one step of `precision`
   token_report(...)                  all of it, per precision, as one JSON-able dict
+  stage_token_detail(bundle, stage, ref, got)
+                                     token_report of a pipeline stage of kind "indices" (what
+                                     `edgeth verify` attaches to quality/pipeline/<stage>):
+                                     near-boundary counts over the golden calls of the program
+                                     outputs the PipelineSpec names for it, in
+                                     extra["token_parity"][stage] = {"pre": host value,
+                                     "logits": host value} (host values of the spec's io)
 
 Steps: fp32 / fp16 the value's own spacing (np.spacing at that dtype, times 2 for the two
 operands of a comparison); int8 one quantization step of a per-tensor symmetric INT8 scale
@@ -87,3 +94,25 @@ def token_report(ref, got, *, pre=None, logits=None, precisions: tuple[str, ...]
         near[p] = row
     out["near_boundary"] = near
     return out
+
+
+def _golden_output(bundle, spec, value: str) -> np.ndarray | None:
+    """Every golden call's copy of the program output wired to host value `value`, stacked."""
+    for program, wiring in spec.io.items():
+        outs = wiring.get("outputs", [])
+        if value in outs and program in spec.programs:
+            j = outs.index(value)
+            calls = bundle.golden_calls(program)
+            return np.stack([np.asarray(o[j]) for _, o in calls]) if calls else None
+    return None
+
+
+def stage_token_detail(bundle, stage: str, ref, got) -> dict[str, Any]:
+    """token_report of stage `stage` (ref / got indices) with the near-boundary sources the
+    bundle's PipelineSpec names for it (none named: agreement detail only)."""
+    spec = bundle.pipeline_spec()
+    sources = ((spec.extra.get("token_parity") or {}).get(stage) or {})
+    kw = {arg: _golden_output(bundle, spec, sources[arg]) for arg in ("pre", "logits") if sources.get(arg)}
+    rep = token_report(ref, got, **{k: v for k, v in kw.items() if v is not None})
+    rep["near_boundary_of"] = {k: sources[k] for k, v in kw.items() if v is not None}
+    return rep

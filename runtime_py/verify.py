@@ -9,7 +9,9 @@ Checks, in two gates (edgeth.runtime_py.gates; bounds in edgeth/tolerances.py):
   quality/pipeline/<stage>     gate 2: the whole pipeline replayed with the golden input and
                                the recorded noise: each stage the reference recorded (e.g.
                                motion) and the video, as a per-frame PSNR/SSIM curve whose
-                               worst frame must meet the bundle's budget
+                               worst frame must meet the bundle's budget; a stage of kind
+                               "indices" also carries detail.tokens (agreement per group and
+                               residual layer, first diverging frame, near-boundary counts)
 
 `Report.passed` is true only when every check passes; `to_json()` and `write_junit(path)`
 feed CI systems. Device dumps: see edgeth.runtime_py.device_outputs.
@@ -185,12 +187,24 @@ def compare_stages(bundle, target: str | None, frames: np.ndarray | None, extras
         if k in extras:
             c = compare(spec.stage_kind(k), ref, np.asarray(extras[k]), stage_quality_tolerance(bundle, k, target),
                         name=f"{prefix}/{k}")
+            if spec.stage_kind(k) == "indices" and c.metrics:
+                token_detail(bundle, k, ref, np.asarray(extras[k]), c)
             checks.append(with_floor(c, bundle.stage_tolerance(k, target)))
     if frames is not None:
         c = compare_frames(g["frames"], np.asarray(frames), stage_quality_tolerance(bundle, "frames", target),
                            name=f"{prefix}/frames")
         checks.append(with_floor(c, bundle.stage_tolerance("frames", target)))
     return checks
+
+
+def token_detail(bundle, stage: str, ref: np.ndarray, got: np.ndarray, check: Check) -> None:
+    """detail.tokens of an indices stage: agreement per group / residual layer, the first
+    diverging frame and near-boundary counts (edgeth.runtime_py.token_parity)."""
+    from edgeth.runtime_py.token_parity import stage_token_detail
+
+    check.detail["tokens"] = d = stage_token_detail(bundle, stage, ref, got)
+    if d["first_diverging_frame"] is not None:
+        check.worst += f"; first diverging frame {d['first_diverging_frame']}"
 
 
 def verify_pipeline(bundle, backend: str, threads: int | None = None, progress: bool = False,

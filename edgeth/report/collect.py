@@ -198,7 +198,10 @@ def report_data(results: list[BackendResult], *, summary: list[dict[str, Any]] |
                                 "frames": r.frames, "measured": measured_on(r.bundle)})
         for c in r.checks:
             if "token_agreement" in c.metrics:
-                d.tokens.append({"program": c.name, "label": r.label, "agreement": c.metrics["token_agreement"]})
+                tok = c.detail.get("tokens") or {}
+                d.tokens.append({"program": c.name, "label": r.label, "agreement": c.metrics["token_agreement"],
+                                 "per_layer": tok.get("per_layer"),
+                                 "first_diverging_frame": tok.get("first_diverging_frame")})
     if d.sequences:
         d.sequences.insert(0, {"label": "PyTorch FP32 reference (flow only)", "psnr": [], "ssim": [],
                                "flow": frame_flow_curve(ref), "frames": None})

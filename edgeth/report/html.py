@@ -61,7 +61,7 @@ class ReportData:
       tolerance: {name: bound}, passed, errors: np.ndarray | None (backend - reference)}
     sequences rows: {label, target, precision, psnr: [T], ssim: [T], flow: [T'], frames:
       np [T,H,W,3] | None}; reference_frames is the PyTorch run they compare against.
-    tokens rows: {program, label, agreement (0..1)}
+    tokens rows: {program, label, agreement (0..1), per_layer (0..1 each, pipeline stages), first_diverging_frame}
     plans rows: {program, target, precision, float_layers: [...], costs: {layer: dB}, notes}
     delegation rows: {program, precision, delegated: {op: count}, fallback: {op: count}}
     videos rows: {label, href} (relative links to mp4s next to the report)
@@ -260,8 +260,11 @@ def _section_sequences(d: ReportData) -> str:
 def _section_tokens(d: ReportData) -> str:
     if not d.tokens:
         return ""
-    rows = [[_e(t["program"]), _e(t["label"]), _e(f"{100 * float(t['agreement']):.2f} %")] for t in d.tokens]
-    return "<h2>Token agreement</h2>" + _table(["program", "backend", "agreement"], rows, {2})
+    rows = [[_e(t["program"]), _e(t["label"]), _e(f"{100 * float(t['agreement']):.2f} %"),
+             _e(" / ".join(f"{100 * float(a):.1f}" for a in t.get("per_layer") or []) or "—"),
+             _e("—" if t.get("first_diverging_frame") is None else str(t["first_diverging_frame"]))] for t in d.tokens]
+    return "<h2>Token agreement</h2>" + _table(["program", "backend", "agreement", "per layer (%)",
+                                                "first diverging frame"], rows, {2})
 
 
 def _section_plans(d: ReportData) -> str:

@@ -1,5 +1,6 @@
 """MDCF's latent video diffusion (seeds/001 §3.3, Eq. 10): a VDM-style denoiser over a whole
-sequence of LMAE latents at once, and the pose/blink generator that stands in for PBNet.
+sequence of LMAE latents at once. (The pose/blink generator that stands in for PBNet is
+edgeth.models.common.pose_generator.ControlGenerator over POSE_KEYS.)
 
 LatentDenoiser: (z_t [B, T, Z, h, h], t [B], audio [B, T, F], rho [B, T, P], context [B, Ce, h, h])
 -> prediction [B, T, Z, h, h] (the schedule's prediction type). A "3-D U-Net" built factorized,
@@ -15,11 +16,6 @@ Levels halve h with stride-2 convs and come back with bilinear x2 + conv, skips 
 source condition E(x_src) enters as the FDE embedding average-pooled to h x h, projected and
 concatenated to every frame's input.
 
-PoseBlinkGenerator (PBNet's role): per-frame audio features [B, T, F] -> rho [B, T, P] (yaw,
-pitch, roll, blink, scaled by POSE_SCALE) with dilated 1-D convs, trained by regression on the
-corpus's ground truth. On the synthetic corpus pose and blinks are independent of the speech,
-so it learns their mean; a reference clip's rho can be fed instead (ground truth in training).
-
 Shape legend: B batch, T frames, Z latent channels, h latent size, C width, E cond width,
 F audio features, P pose/blink dims (4), Ce FDE embedding channels.
 """
@@ -30,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeth.models.common.attention import SelfAttention
-from edgeth.models.common.layers import MLP, ChannelNorm, FiLM, PlainLayerNorm, TimestepEmbedding, gelu, upsample2x
+from edgeth.models.common.layers import MLP, ChannelNorm, FiLM, PlainLayerNorm, TimestepEmbedding, upsample2x
 from edgeth.models.mdcf.config import POSE_KEYS, DiffusionConfig
 
 
@@ -103,20 +99,3 @@ class LatentDenoiser(nn.Module):
             for blk in self.up_blocks[i]:
                 x = blk(x, cond, n)
         return self.out(F.silu(self.norm_out(x))).reshape(b, n, zc, h, w)
-
-
-class PoseBlinkGenerator(nn.Module):
-    """audio features [B, T, F] -> rho [B, T, P] (scaled yaw, pitch, roll, blink)."""
-
-    def __init__(self, cfg: DiffusionConfig, pose_dim: int = len(POSE_KEYS)):
-        super().__init__()
-        c = cfg.pose_channels
-        self.inp = nn.Conv1d(cfg.audio_dim, c, 5, padding=2)
-        self.blocks = nn.ModuleList(nn.Conv1d(c, c, 3, padding=d, dilation=d) for d in (1, 2, 4))
-        self.out = nn.Conv1d(c, pose_dim, 1)
-
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        h = gelu(self.inp(audio.transpose(1, 2)))
-        for blk in self.blocks:
-            h = h + gelu(blk(h))
-        return self.out(h).transpose(1, 2)

@@ -24,10 +24,11 @@ import torch.nn.functional as F
 
 from edgeth.audio import AudioConfig
 from edgeth.models.common.diffusion import TorchSchedule
+from edgeth.models.common.pose_generator import ControlGenerator
 from edgeth.models.ifmdm.config import Stage2Config
 from edgeth.models.ifmdm.stage2 import AudioEncoder
-from edgeth.models.mdcf.config import MDCFConfig
-from edgeth.models.mdcf.denoiser import LatentDenoiser, PoseBlinkGenerator
+from edgeth.models.mdcf.config import POSE_KEYS, MDCFConfig
+from edgeth.models.mdcf.denoiser import LatentDenoiser
 
 
 def audio_encoder(cfg: MDCFConfig, audio: AudioConfig) -> AudioEncoder:
@@ -44,7 +45,7 @@ class LatentDiffusion(nn.Module):
         d = cfg.diffusion
         self.audio_encoder = audio_encoder(cfg, audio)
         self.denoiser = LatentDenoiser(d, cfg.lmae.latent_channels, cfg.fde.enc_channels[-1])
-        self.pose_gen = PoseBlinkGenerator(d)
+        self.pose_gen = ControlGenerator(d.audio_dim, POSE_KEYS, d.pose_channels)  # PBNet's role
         self.sched = TorchSchedule(d.schedule)
         self.register_buffer("latent_scale", torch.ones(cfg.lmae.latent_channels))
         self.pool = 2**cfg.lmae.down
@@ -86,6 +87,6 @@ class LatentDiffusion(nn.Module):
         keep = (torch.rand(b, 1, 1, device=x0.device) >= self.cfg.diffusion.p_uncond).float()
         out = self.denoiser(x_t, t.float(), feats * keep, rho * keep, ctx)
         diff = F.mse_loss(out, self.sched.target(x0, t, eps))
-        pose = F.mse_loss(self.pose_gen(feats.detach()), rho)
+        pose = self.pose_gen.loss(feats.detach(), rho)
         loss = diff + self.cfg.diffusion.pose_weight * pose
         return {"loss": loss, "diffusion": diff.detach(), "pose": pose.detach()}

@@ -51,6 +51,7 @@ class VQTalkerConfig:
     gen_depth: int = 2
     gen_heads: int = 4
     gen_mlp_ratio: float = 2.0
+    controls_width: int = 64  # audio-conditioned pose / gaze / blink generator (controls.py)
     render_batch: int = 5  # frames per renderer / tokenizer_encoder call (static for export)
     # training budgets
     tokenizer_steps: int = 3000
@@ -59,6 +60,9 @@ class VQTalkerConfig:
     generator_steps: int = 3000
     generator_batch: int = 16
     generator_lr: float = 1e-3
+    controls_steps: int = 600
+    controls_batch: int = 16
+    controls_lr: float = 2e-3
 
     def __post_init__(self):
         if self.window % self.render_batch:
@@ -108,18 +112,18 @@ def _mobile() -> VQTalkerConfig:
     return VQTalkerConfig(preset="mobile", image_size=256, enc_channels=(16, 32, 64, 128, 256, 256), app_levels=4,
                           latent_dim=256, dec_channels=(128, 96, 64, 32, 16), refine_blocks=(0, 1, 0, 0, 0),
                           style_dim=256, global_dim=128, speech_vocab=512, window=50, gen_width=256, gen_depth=6,
-                          gen_heads=4, gen_mlp_ratio=4.0, render_batch=1, tokenizer_steps=200_000,
-                          generator_steps=200_000, tokenizer_batch=16, generator_batch=64, tokenizer_lr=2e-4,
-                          generator_lr=2e-4)
+                          gen_heads=4, gen_mlp_ratio=4.0, controls_width=128, render_batch=1, tokenizer_steps=200_000,
+                          generator_steps=200_000, controls_steps=20_000, tokenizer_batch=16, generator_batch=64,
+                          tokenizer_lr=2e-4, generator_lr=2e-4)
 
 
 def _paper() -> VQTalkerConfig:
     return VQTalkerConfig(preset="paper", image_size=512, enc_channels=(32, 64, 128, 256, 512, 512, 512), app_levels=5,
                           latent_dim=512, dec_channels=(512, 256, 128, 64, 32, 16), refine_blocks=(1, 1, 1, 1, 0, 0),
                           style_dim=512, global_dim=512, speech_vocab=4096, window=100, gen_width=768, gen_depth=12,
-                          gen_heads=12, gen_mlp_ratio=4.0, render_batch=1, tokenizer_steps=800_000,
-                          generator_steps=400_000, tokenizer_batch=32, generator_batch=128, tokenizer_lr=2e-4,
-                          generator_lr=1e-4)
+                          gen_heads=12, gen_mlp_ratio=4.0, controls_width=256, render_batch=1, tokenizer_steps=800_000,
+                          generator_steps=400_000, controls_steps=50_000, tokenizer_batch=32, generator_batch=128,
+                          tokenizer_lr=2e-4, generator_lr=1e-4)
 
 
 PRESETS = {"tiny": VQTalkerConfig, "mobile": _mobile, "paper": _paper}

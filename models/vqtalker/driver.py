@@ -7,10 +7,13 @@ PyTorch reference and every exported backend:
  1. appearance_encoder(portrait)             -> skips a^0..a^K, f_g, f_s            (once)
  2. speech tokens, per window of T frames: argmax of speech_tokenizer(wave window) scores
     (or an external token stream, option speech_tokens=FILE.npy)
- 3. controls [n, C] (standardized yaw, pitch, roll, gaze x/y, blink): a reference clip's
-    (option controls=FILE.npy, raw units [n, C]) or the host prior: a smoothed random walk
-    from noise.normal("controls/walk") with the training statistics, blinks where
-    noise.uniform("controls/blink") < rate
+ 3. controls [n, C] (standardized yaw, pitch, roll, gaze x/y, blink), option `controls`:
+    generator (the default when the bundle has the role) control_generator(speech tokens)
+                per window: the audio-conditioned pose / gaze / blink generator
+    FILE.npy    a reference clip's, raw units [n, C]
+    prior       (the default without the role: runs and bundles made before it) a smoothed
+                random walk from noise.normal("controls/walk") with the training
+                statistics, blinks where noise.uniform("controls/blink") < rate
  4. per window w, coarse to fine: for r = 0..R-1, token_generator(speech, f_g, controls,
     tokens so far, one-hot r) -> logits [1, T, G, K]; argmax -> layer r's indices
     (windows do not overlap; the last one's audio is zero-padded and its extra frames dropped)
@@ -19,7 +22,8 @@ PyTorch reference and every exported backend:
     quantizer(f_t, f_s) -> indices; their agreement with step 4's is `cycle_agreement`
     (a consistency figure, and what puts the sender programs in the golden/calibration run)
 
-Stages recorded: indices [n, G, R] and speech_tokens [n] (kind indices), frames.
+Stages recorded: indices [n, G, R] and speech_tokens [n] (kind indices), frames;
+extras["controls_source"] says which source step 3 used.
 Shape legend: S image size, T window, N render batch, G groups, R residual layers, K codes,
 V speech vocabulary, C controls, n frames.
 """
@@ -37,12 +41,13 @@ from edgeth.runtime_py.pipelines import NoiseSource, PipelineResult, ProgramCall
 from edgeth.runtime_py.pipelines.host import (Timed, plan_windows, prepare_image, progress_bar, read_wave,
                                               render_batched, samples_per_frame)
 
-ROLES = ("appearance", "speech_tokenizer", "generator", "renderer", "tokenizer_encoder", "quantizer")
+ROLES = ("appearance", "speech_tokenizer", "controls", "generator", "renderer", "tokenizer_encoder", "quantizer")
 OPTIONS = (
     OptionSpec("speech_tokens", "str", None, "an external speech-token stream (.npy, int, one per frame at 25 Hz) "
                "instead of the speech_tokenizer program"),
-    OptionSpec("controls", "str", None, "head pose / gaze / blink of a reference clip (.npy [frames, 6]: yaw, pitch, "
-               "roll, gaze_x, gaze_y, blink) instead of the random-walk prior"),
+    OptionSpec("controls", "str", None, "head pose / gaze / blink: 'generator' (the audio-conditioned generator, "
+               "default), 'prior' (a random walk), or a reference clip's .npy [frames, 6]: yaw, pitch, roll, gaze_x, "
+               "gaze_y, blink"),
     OptionSpec("retokenize", "bool", None, "re-tokenize the rendered frames and report cycle_agreement (default on)"),
 )
 
@@ -112,6 +117,23 @@ def reference_controls(spec: PipelineSpec, path: str, n: int) -> np.ndarray:
     return ((raw - np.asarray(c["mean"], np.float32)) / np.asarray(c["std"], np.float32)).astype(np.float32)
 
 
+def choose_controls(timed, spec: PipelineSpec, option: str | None, sp: np.ndarray, starts: list[int],
+                    noise: NoiseSource) -> tuple[np.ndarray, str]:
+    """(standardized controls [total, C], source) for option `controls` (see the module doc)."""
+    T, total = int(spec.window["length"]), len(sp)
+    role = spec.program_for("controls")
+    choice = option or ("generator" if role else "prior")
+    if choice == "prior":
+        return prior_controls(spec, total, noise), "prior"
+    if choice != "generator":
+        return reference_controls(spec, choice, total), "reference"
+    if not role:
+        raise InputError("this model has no control generator (trained or exported before it existed)",
+                         "pass controls=prior or controls=FILE.npy, or retrain with `edgeth train vqtalker --stage 3`")
+    ctrl = np.concatenate([timed(role, [sp[None, s:s + T]])[0][0] for s in starts])
+    return np.ascontiguousarray(ctrl, np.float32), "control_generator"
+
+
 def tokenize_frames(call: ProgramCall, spec: PipelineSpec, frames: np.ndarray, f_s: np.ndarray,
                     bar: Any = None) -> np.ndarray:
     """The sender: frames [n, S, S, 3] in [0, 1] -> indices int32 [n, G, R] of f_t - f_s."""
@@ -174,7 +196,7 @@ def vqtalker(spec: Any, call: ProgramCall, *, image: np.ndarray, audio: np.ndarr
     bar = progress_bar(progress, len(starts) * R + math.ceil(n / n_batch) * (2 if retokenize else 1))
     skips, f_g, f_s = appearance(timed, spec, image)
     sp = _speech_tokens(timed, spec, wave, starts, T, spf, speech_tokens).astype(np.int32)
-    ctrl = reference_controls(spec, controls, total) if controls else prior_controls(spec, total, noise)
+    ctrl, source = choose_controls(timed, spec, controls, sp, starts, noise)
     tokens = np.zeros((total, G, R), np.int32)
     gen = spec.program_for("generator")
     for s in starts:
@@ -187,7 +209,8 @@ def vqtalker(spec: Any, call: ProgramCall, *, image: np.ndarray, audio: np.ndarr
     tokens = tokens[:n]
     frames = render_tokens(timed, spec, skips, f_g, tokens, bar)
     extras: dict[str, Any] = {"indices": tokens, "speech_tokens": sp[:n], "controls": ctrl[:n],
-                              "windows": len(starts), "bitrate_bps": float(q["bitrate_bps"])}
+                              "controls_source": source, "windows": len(starts),
+                              "bitrate_bps": float(q["bitrate_bps"])}
     if retokenize:
         cyc = tokenize_frames(timed, spec, frames, f_s, bar)
         extras["cycle_indices"] = cyc

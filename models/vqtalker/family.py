@@ -73,10 +73,10 @@ class VQTalkerFamily(ModelFamily):
 
     def pipeline(self, run: Any) -> PipelineSpec:
         from edgeth.models.vqtalker.config import CONTROL_KEYS
-        from edgeth.models.vqtalker.programs import PROGRAM_ORDER, ROLES, app_names
+        from edgeth.models.vqtalker.programs import ROLES, app_names, program_order
 
         cfg, q = run.cfg, run.cfg.quantizer
-        apps = app_names(run)
+        apps, order = app_names(run), program_order(run)
         quant = {"kind": q.kind, "groups": q.groups, "residual": q.residual, "levels": list(q.levels),
                  "codes": q.codes, "code_dim": q.group_dim, "bits_per_frame": q.bits_per_frame(),
                  "bitrate_bps": cfg.bitrate(), "stage_scale": "(levels - 1) ** -r",
@@ -86,13 +86,14 @@ class VQTalkerFamily(ModelFamily):
         io = {
             "appearance_encoder": {"inputs": ["image"], "outputs": [*apps, "f_g", "f_s"]},
             "speech_tokenizer": {"inputs": ["audio"], "outputs": ["speech_scores"]},
+            "control_generator": {"inputs": ["speech_tokens"], "outputs": ["controls"]},
             "token_generator": {"inputs": ["speech_tokens", "f_g", "controls", "tokens", "layer"], "outputs": ["logits"]},
             "renderer": {"inputs": [*apps, "f_g", "indices"], "outputs": ["frames"]},
             "tokenizer_encoder": {"inputs": ["frames"], "outputs": ["f_t"]},
             "quantizer": {"inputs": ["f_t", "f_s"], "outputs": ["cycle_indices", "pre_rounding"]},
         }
         return PipelineSpec(
-            kind="vqtalker", programs=PROGRAM_ORDER, fps=cfg.fps, image_size=cfg.image_size,
+            kind="vqtalker", programs=order, fps=cfg.fps, image_size=cfg.image_size,
             audio={"sample_rate": 16000, "samples_per_frame": 16000 // cfg.fps, "mels_per_frame": 4,
                    "input": "raw waveform window into speech_tokenizer; token = argmax of its scores"},
             window={"length": cfg.window, "overlap": 0,
@@ -103,6 +104,9 @@ class VQTalkerFamily(ModelFamily):
             sampler={"decoding": "argmax", "passes": "R coarse-to-fine passes per window, layer r one-hot"},
             extra={"family": "vqtalker", "preset": cfg.preset, "render_batch": cfg.render_batch,
                    "appearance_outputs": len(apps), "quantizer": quant, "speech_vocab": cfg.speech_vocab,
-                   "controls": controls},
+                   "controls": controls,
+                   # near-boundary sources of the indices stage's token parity (host values of io)
+                   "token_parity": {"indices": {"pre": "pre_rounding", "logits": "logits"}}},
             stages={"indices": "indices", "speech_tokens": "indices", "frames": "frames"},
-            io=io, roles=dict(ROLES), options=self.options(), golden_seconds=1.0)
+            io={k: v for k, v in io.items() if k in order}, roles={k: v for k, v in ROLES.items() if v in order},
+            options=self.options(), golden_seconds=1.0)

@@ -2,6 +2,7 @@
 
   appearance_encoder  image [1, 3, S, S] in [0, 1] -> a^0..a^K, f_g [1, Cg], f_s [1, Dm]    once per portrait
   speech_tokenizer    wave [1, 640 T]              -> scores [1, T, V]  (argmax = token)    per window (FP32)
+  control_generator   speech int32 [1, T]          -> controls [1, T, C] (standardized)    per window (FP32)
   token_generator     speech int32 [1, T], f_g [1, Cg], controls [1, T, C],
                       tokens int32 [1, T, G, R], layer [1, R] -> logits [1, T, G, K]        R times per window
   renderer            a^0..a^K, f_g, indices int32 [N, G, R] -> frames [N, 3, S, S]         per N frames
@@ -13,7 +14,10 @@ Everything upstream of FSQ rounding stays float at every precision: tokenizer_en
 float_only as a whole and quantizer is pinned to FP32 (INT8 there scrambled indices: 19%
 agreement measured). The code lookups inside renderer and token_generator are float_only
 (INT8 would round the code table). speech_tokenizer is a fixed DSP step + nearest centroid,
-pinned to FP32 like IF-MDM's audio_frontend (a flipped speech token changes every later layer).
+pinned to FP32 like IF-MDM's audio_frontend (a flipped speech token changes every later layer);
+control_generator (the audio-conditioned pose / gaze / blink generator, controls.py; absent
+for a run trained before it) is pinned too: its controls feed the FP32 token generator's
+argmax, and it costs ~1 MFLOP per window.
 token_generator is pinned to FP32 too: in FP16 (ONNX Runtime, tiny fixture) its argmax flipped
 tokens at near-ties and the video fell to 28 dB at the flipped frame (bound 35 dB); it costs
 R/T calls a frame (~13 MFLOPs/frame at tiny vs the renderer's ~137), so only the renderer and
@@ -33,10 +37,16 @@ from edgeth.models.vqtalker.config import CONTROL_KEYS
 from edgeth.models.vqtalker.tokenizer import LookupRenderer, MotionTokenizer
 from edgeth.program import Program, TensorSpec
 
-PROGRAM_ORDER = ("appearance_encoder", "speech_tokenizer", "token_generator", "renderer", "tokenizer_encoder",
-                 "quantizer")
-ROLES = {"appearance": "appearance_encoder", "speech_tokenizer": "speech_tokenizer", "generator": "token_generator",
-         "renderer": "renderer", "tokenizer_encoder": "tokenizer_encoder", "quantizer": "quantizer"}
+PROGRAM_ORDER = ("appearance_encoder", "speech_tokenizer", "control_generator", "token_generator", "renderer",
+                 "tokenizer_encoder", "quantizer")
+ROLES = {"appearance": "appearance_encoder", "speech_tokenizer": "speech_tokenizer", "controls": "control_generator",
+         "generator": "token_generator", "renderer": "renderer", "tokenizer_encoder": "tokenizer_encoder",
+         "quantizer": "quantizer"}
+
+
+def program_order(run) -> tuple[str, ...]:
+    """The run's programs in run order (no control_generator for a run trained before it)."""
+    return tuple(p for p in PROGRAM_ORDER if p != "control_generator" or run.controls is not None)
 
 
 class AppearanceProgram(nn.Module):
@@ -99,6 +109,7 @@ def build_programs(run, *, flops: bool = True) -> list[Program]:
         Program("speech_tokenizer", speech, [TensorSpec("audio", (1, spf * t), kind="audio")],
                 [TensorSpec("scores", (1, t, V), kind="features")], (wave,),
                 meta={"runs": "once per window", "frames": t, "precision": "fp32"}),
+        *control_programs(run, gen_x[0]),
         Program("token_generator", gen,
                 [TensorSpec("speech_tokens", (1, t), dtype="int32", kind="indices"), fg_spec,
                  TensorSpec("controls", (1, t, C), kind="motion"),
@@ -125,9 +136,20 @@ def build_programs(run, *, flops: bool = True) -> list[Program]:
     return progs
 
 
+def control_programs(run, speech: torch.Tensor) -> list[Program]:
+    """[control_generator] (speech int32 [1, T] -> controls [1, T, C]), or [] without one."""
+    if run.controls is None:
+        return []
+    t, c = speech.shape[1], len(CONTROL_KEYS)
+    return [Program("control_generator", run.controls.cpu().eval(),
+                    [TensorSpec("speech_tokens", (1, t), dtype="int32", kind="indices")],
+                    [TensorSpec("controls", (1, t, c), kind="motion")], (speech,),
+                    meta={"runs": "once per window", "frames": t, "precision": "fp32"})]
+
+
 def flops_per_frame(progs: list[Program], cfg) -> dict[str, float]:
     """GFLOPs per video frame of each program (per-window programs amortised over T frames)."""
     t, n, r = cfg.window, cfg.render_batch, cfg.quantizer.residual
-    per = {"appearance_encoder": 0.0, "speech_tokenizer": 1 / t, "token_generator": r / t, "renderer": 1 / n,
-           "tokenizer_encoder": 1 / n, "quantizer": 1 / n}
+    per = {"appearance_encoder": 0.0, "speech_tokenizer": 1 / t, "control_generator": 1 / t,
+           "token_generator": r / t, "renderer": 1 / n, "tokenizer_encoder": 1 / n, "quantizer": 1 / n}
     return {p.name: (p.flops or 0) / 1e9 * per[p.name] for p in progs}
