@@ -60,7 +60,7 @@ class VQTalkerConfig:
     generator_steps: int = 3000
     generator_batch: int = 16
     generator_lr: float = 1e-3
-    controls_steps: int = 600
+    controls_steps: int = 200
     controls_batch: int = 16
     controls_lr: float = 2e-3
 
