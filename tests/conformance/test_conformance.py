@@ -32,8 +32,6 @@ from results import RESULTS  # shared with conftest, which writes the record (te
 
 RECORDING = os.environ.get("EDGETH_RECORD_CONFORMANCE", "") not in ("", "0")
 CASES = [(f, t, p) for f in model_names() for t in target_names() for p in PRECISIONS]
-# One xdist group per (family, precision): the export its targets share runs on one worker only.
-PARAMS = [pytest.param(*c, id=case_id(*c), marks=pytest.mark.xdist_group(f"conformance-{c[0]}-{c[2]}")) for c in CASES]
 
 
 def _conclude(case: str, status: str, reason: str = "") -> None:
@@ -48,7 +46,7 @@ def _conclude(case: str, status: str, reason: str = "") -> None:
                                       "re-record with EDGETH_RECORD_CONFORMANCE=1 if this change is intended")
 
 
-@pytest.mark.parametrize("family,target,precision", PARAMS)
+@pytest.mark.parametrize("family,target,precision", CASES, ids=[case_id(*c) for c in CASES])
 def test_conformance(family, target, precision, conformance_export):
     from conformance_support import run_case
 
