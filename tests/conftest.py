@@ -94,4 +94,5 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
 
+    config.option.loadscopereorder = False  # collection order: the long conformance exports first
     return ByWorkUnit(config, log)

@@ -31,7 +31,8 @@ from edgeth.targets import target_names
 from results import RESULTS  # shared with conftest, which writes the record (tests/conformance on sys.path)
 
 RECORDING = os.environ.get("EDGETH_RECORD_CONFORMANCE", "") not in ("", "0")
-CASES = [(f, t, p) for f in model_names() for t in target_names() for p in PRECISIONS]
+# Precision-major: make test's workers start on different families (each trains its own fixture).
+CASES = [(f, t, p) for p in PRECISIONS for f in model_names() for t in target_names()]
 
 
 def _conclude(case: str, status: str, reason: str = "") -> None:
