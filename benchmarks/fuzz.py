@@ -34,6 +34,7 @@ def _targets(bundle: Path) -> dict:
         "device-dump": (F.npz_examples(), F.dump_target(bundle)),
         "audio": (F.wav_examples(), F.audio_target()),
         "junit": (F.junit_examples(), F.junit_target()),
+        "tokens": (F.token_examples(), F.token_target()),
     }
 
 

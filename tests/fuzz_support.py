@@ -10,7 +10,8 @@ propagates. Targets:
   audio        RIFF/WAVE files with lying headers, odd formats, truncation, noise -> data.video.read_audio
   junit        verify reports with arbitrary names, messages and metrics -> runtime_py.verify.write_junit
                (the XML must parse back with every case present)
-There is no token-file reader yet (the codec issue); add a target when it lands.
+  tokens       VQTalker .motion files: valid, damaged, or forged headers with a matching CRC32
+               (huge frame counts, G x R beyond any config, payloads that disagree) -> codec.from_bytes
 tests/test_fuzz.py runs a few hundred examples each; benchmarks/fuzz.py 10,000+ and counts outcomes.
 """
 from __future__ import annotations
@@ -18,8 +19,11 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import re
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -189,6 +193,46 @@ def audio_target() -> Callable[[bytes, Path], str]:
     def run(data: bytes, work: Path) -> str:
         (work / "a.wav").write_bytes(data)
         return outcome(lambda: read_audio(work / "a.wav"))
+    return run
+
+
+# -- motion token files (the VQTalker codec) -----------------------------------------------------
+@st.composite
+def token_streams(draw):
+    """A valid TokenStream: small G, R, levels and frame count."""
+    from edgeth.models.vqtalker.codec import TokenStream
+
+    g, r, n = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 30))
+    levels = tuple(draw(st.lists(st.integers(2, 8), min_size=1, max_size=4)))
+    idx = draw(st.lists(st.integers(0, math.prod(levels) - 1), min_size=n * g * r, max_size=n * g * r))
+    return TokenStream(np.asarray(idx, np.int32).reshape(n, g, r), levels, draw(st.sampled_from([25, 30, 1])))
+
+
+@st.composite
+def token_examples(draw) -> bytes:
+    """A valid token file, a damaged one, or a forged header whose CRC32 matches (a hand-made or
+    checksummed-but-wrong file reaches every header check): frame counts up to 2^32 - 1, G x R up
+    to 255 x 255, levels 0-255, bits-per-frame and payload lengths that disagree."""
+    from edgeth.models.vqtalker.codec import MAGIC, VERSION, to_bytes
+
+    kind = draw(st.sampled_from(["valid", "damaged", "forged"]))
+    if kind != "forged":
+        data = to_bytes(draw(token_streams()))
+        return data if kind == "valid" else _damaged(data, draw)
+    head = MAGIC + struct.pack("<BBBB", draw(st.sampled_from([VERSION, 0, 255])), draw(st.integers(0, 255)),
+                               draw(st.integers(0, 255)), 0)
+    levels = bytes(draw(st.lists(st.integers(0, 255), max_size=12)))
+    head = head[:-1] + bytes([len(levels)]) + levels
+    body = head + struct.pack("<HIH", draw(st.integers(0, 65535)), draw(st.integers(0, 2**32 - 1)),
+                              draw(st.integers(0, 65535))) + draw(st.binary(max_size=2048))
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def token_target() -> Callable[[bytes, Path], str]:
+    from edgeth.models.vqtalker.codec import from_bytes
+
+    def run(data: bytes, work: Path) -> str:
+        return outcome(lambda: from_bytes(data, "clip.motion"))
     return run
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -60,3 +61,19 @@ def test_audio_reader(example, work):
 @given(example=F.junit_examples())
 def test_junit_writer(example, work):
     F.junit_target()(example, work)
+
+
+@FUZZ
+@given(example=F.token_examples())
+def test_token_file_reader(example, work):
+    F.token_target()(example, work)
+
+
+@FUZZ
+@given(stream=F.token_streams())
+def test_token_files_round_trip(stream):
+    from edgeth.models.vqtalker.codec import from_bytes, to_bytes
+
+    back = from_bytes(to_bytes(stream))
+    assert back.levels == tuple(stream.levels) and back.fps == stream.fps
+    np.testing.assert_array_equal(back.indices, stream.indices)

@@ -45,7 +45,7 @@ class TokenStream:
 
     def bits_per_frame(self) -> int:
         g, r = self.indices.shape[1:]
-        return (self.codes ** (g * r) - 1).bit_length()
+        return frame_bits(g, r, tuple(self.levels)) or (self.codes ** (g * r) - 1).bit_length()
 
     def configured_bitrate(self) -> float:
         g, r = self.indices.shape[1:]
@@ -56,24 +56,49 @@ def _header(g: int, r: int, levels: tuple[int, ...], fps: int, n: int, bpf: int)
     return MAGIC + struct.pack("<BBBB", VERSION, g, r, len(levels)) + bytes(levels) + struct.pack("<HIH", fps, n, bpf)
 
 
+MAX_FRAME_BITS = 0xFFFF  # the header's bits-per-frame field is 16 bits wide
+
+
+def frame_bits(g: int, r: int, levels: tuple[int, ...]) -> int | None:
+    """B = bit_length(K^(G*R) - 1), or None when it cannot fit the header's 16-bit field (checked
+    on the logarithm first, so a forged header never makes the reader build a giant integer)."""
+    if g * r * sum(math.log2(x) for x in levels) > MAX_FRAME_BITS + 1:
+        return None
+    b = (math.prod(levels) ** (g * r) - 1).bit_length()
+    return b if b <= MAX_FRAME_BITS else None
+
+
+def _pack(values: list[int], bpf: int) -> bytes:
+    """Frame values (each < 2^bpf) as a bpf-bit big-endian stream zero-padded to a byte; linear in
+    the frame count (one big integer shifted per frame was quadratic: minutes for an hour)."""
+    nb = (bpf + 7) // 8
+    rows = np.frombuffer(b"".join(v.to_bytes(nb, "big") for v in values), np.uint8).reshape(len(values), nb)
+    return np.packbits(np.unpackbits(rows, axis=1)[:, nb * 8 - bpf:]).tobytes()
+
+
+def _unpack(payload: bytes, n: int, bpf: int) -> list[int]:
+    nb = (bpf + 7) // 8
+    bits = np.unpackbits(np.frombuffer(payload, np.uint8))[: n * bpf].reshape(n, bpf)
+    rows = np.packbits(np.pad(bits, ((0, 0), (nb * 8 - bpf, 0))), axis=1)
+    return [int.from_bytes(row.tobytes(), "big") for row in rows]
+
+
 def to_bytes(stream: TokenStream) -> bytes:
     idx = np.asarray(stream.indices)
     if idx.ndim != 3 or idx.size == 0 or idx.min() < 0 or idx.max() >= stream.codes:
         raise InputError(f"indices must be [frames, G, R] in [0, {stream.codes}), got {idx.shape}", _HINT)
     n, g, r = idx.shape
-    k, bpf = stream.codes, stream.bits_per_frame()
+    k, bpf = stream.codes, frame_bits(g, r, tuple(stream.levels))
+    if bpf is None:
+        raise InputError(f"{g} x {r} indices of {k} codes need more than {MAX_FRAME_BITS} bits per frame",
+                         "use fewer groups, residual layers or levels")
     values = []
     for row in idx.reshape(n, g * r).tolist():
         v = 0
         for x in reversed(row):
             v = v * k + x
         values.append(v)
-    total = 0
-    for v in values:
-        total = (total << bpf) | v
-    nbytes = (n * bpf + 7) // 8
-    payload = (total << (nbytes * 8 - n * bpf)).to_bytes(nbytes, "big")
-    body = _header(g, r, tuple(stream.levels), int(stream.fps), n, bpf) + payload
+    body = _header(g, r, tuple(stream.levels), int(stream.fps), n, bpf) + _pack(values, bpf)
     return body + struct.pack("<I", zlib.crc32(body))
 
 
@@ -94,21 +119,18 @@ def from_bytes(data: bytes, source: str = "token file") -> TokenStream:
         raise InputError(f"{source} is corrupted (CRC32 mismatch)", _HINT)
     levels = tuple(data[8:8 + nl])
     fps, n, bpf = struct.unpack("<HIH", data[8 + nl:head])
-    if not (g and r and nl and n and fps) or min(levels) < 2:
+    need = frame_bits(g, r, levels) if (g and r and nl and min(levels) >= 2) else None
+    if not (n and fps) or need is None:
         raise InputError(f"{source} has an invalid header (G={g}, R={r}, levels={levels}, fps={fps}, frames={n})", _HINT)
-    stream = TokenStream(np.zeros((n, g, r), np.int32), levels, fps)
-    if bpf != stream.bits_per_frame():
-        raise InputError(f"{source}: header says {bpf} bits per frame, its config needs {stream.bits_per_frame()}", _HINT)
+    if bpf != need:
+        raise InputError(f"{source}: header says {bpf} bits per frame, its config needs {need}", _HINT)
     payload = data[head:-4]
-    if len(payload) != (n * bpf + 7) // 8:
+    if len(payload) != (n * bpf + 7) // 8:  # checked before anything is sized by the frame count
         raise InputError(f"{source} has {len(payload)} payload bytes, its header needs {(n * bpf + 7) // 8} "
                          f"(truncated or padded)", _HINT)
-    total = int.from_bytes(payload, "big") >> (len(payload) * 8 - n * bpf)
-    k, limit, mask = stream.codes, stream.codes ** (g * r), (1 << bpf) - 1
+    k, limit = math.prod(levels), math.prod(levels) ** (g * r)
     rows = []
-    for _ in range(n):
-        v = total & mask
-        total >>= bpf
+    for v in _unpack(payload, n, bpf):
         if v >= limit:
             raise InputError(f"{source} holds a frame value out of range (corrupted payload)", _HINT)
         row = []
@@ -116,8 +138,7 @@ def from_bytes(data: bytes, source: str = "token file") -> TokenStream:
             v, x = divmod(v, k)
             row.append(x)
         rows.append(row)
-    stream.indices = np.asarray(rows[::-1], np.int32).reshape(n, g, r)
-    return stream
+    return TokenStream(np.asarray(rows, np.int32).reshape(n, g, r), levels, fps)
 
 
 def check_matches(stream: TokenStream, spec: Any, source: str) -> None:
