@@ -74,21 +74,13 @@ def mdcf_tiny_run(family_run) -> Path:
 
 
 # -- pytest-xdist (make test runs on every core): which tests share a worker ------------------
-def work_unit(nodeid: str) -> str:
-    """The unit a worker takes whole: one per conformance (family, precision), whose target cases
-    share one export; otherwise the test module, so module-scoped fixtures are built once."""
-    module, _, name = nodeid.partition("::")
-    if name.startswith("test_conformance[") and name.count("/") == 2:
-        family, _target, precision = name[len("test_conformance["):-1].split("/")
-        return f"{module}::{family}/{precision}"
-    return module
-
-
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """Schedule by work_unit (xdist's own `--dist loadgroup` renames node ids, which pytest 9.2's
     read-only node ids ignore: its groups were silently split)."""
     from xdist.scheduler import LoadScopeScheduling
+
+    from xdist_units import work_unit
 
     class ByWorkUnit(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:

@@ -1,6 +1,6 @@
-"""make test's worker scheduling (tests/conftest.py work_unit): the target cases of one conformance
+"""make test's worker scheduling (tests/xdist_units.py work_unit): the target cases of one conformance
 export must share a worker (else each worker repeats the export), other tests go by module."""
-from conftest import work_unit
+from xdist_units import work_unit
 
 CONF = "tests/conformance/test_conformance.py::test_conformance"
 
