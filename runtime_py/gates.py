@@ -30,6 +30,15 @@ def gate_of(check: Check) -> str:
     return head if head in GATES else ""
 
 
+def budget_only(checks: list[Check]) -> bool:
+    """True when every failed check is a quality (gate 2) check that still clears the broken-export
+    floor: the artifact runs as the host does and only misses the quality budget vs FP32 (the
+    model's quantization error, not a broken export or runtime)."""
+    failed = [c for c in checks if not c.passed and not c.skipped]
+    return bool(failed) and all(gate_of(c) == "quality" and (c.detail.get("floor") or {}).get("passed")
+                                for c in failed)
+
+
 def gate_status(checks: list[Check]) -> dict[str, str]:
     """{gate: "pass" | "fail" | "n/a"} over the checks (skipped ones do not count)."""
     out = {}

@@ -196,3 +196,18 @@ def _executions(b, target, name):
                 sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
                 names = [i.name for i in sess.get_inputs()]
                 yield lambda ins, s=sess, n=names: s.run(None, dict(zip(n, ins)))
+
+
+def test_budget_only_tells_a_quality_miss_from_a_broken_export():
+    """edgeth build reports 'budget' (exit 0) only when every failure is a quality check above
+    the broken-export floor; a runtime (device == host) failure or a floor miss stays 'fail'."""
+    from edgeth.runtime_py.gates import budget_only
+    from edgeth.runtime_py.parity import Check
+
+    def q(passed, floor):
+        return Check("quality/renderer/frame", {"psnr_db": 30.0}, passed, detail={"floor": {"passed": floor}})
+
+    assert budget_only([q(False, True), q(True, True)])
+    assert not budget_only([q(True, True)])  # nothing failed: a pass, not a budget miss
+    assert not budget_only([q(False, False)])  # below the floor: broken
+    assert not budget_only([q(False, True), Check("runtime/renderer/frame", {}, False)])  # device != host
