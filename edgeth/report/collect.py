@@ -235,7 +235,8 @@ def summary_rows(results: list[BackendResult], bench: dict[str, Any] | None = No
             continue
         fc = r.frames_check()
         b = pipe.get((r.backend, r.precision), {})
-        rows.append({"target": r.name, "precision": r.precision, "status": "pass" if r.passed else ("budget" if budget_only(r.checks) else "fail"),
+        status = "pass" if r.passed else ("budget" if budget_only(r.checks) else "fail")
+        rows.append({"target": r.name, "precision": r.precision, "status": status,
                      "gates": gate_status(r.checks),
                      "worst_psnr_db": fc.metrics.get("psnr_db") if fc else None, "measured": measured_on(r.bundle),
                      "stages": stage_figures(r),
