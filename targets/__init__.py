@@ -141,8 +141,34 @@ class Target:
         return self._impl("exporter").preflight(program, precision)
 
     def export(self, program: "Program", plan: Any, out_dir: Path) -> Artifact:  # noqa: F821
-        """Write the artifact(s) for `program` into out_dir; `plan` is a quantize plan or None (fp32)."""
-        return self._impl("exporter").export(self, program, plan, Path(out_dir))
+        """Write the artifact(s) for `program` into out_dir; `plan` is a quantize plan or None (fp32).
+
+        A quantized artifact is kept (its files' bytes, with the program's cached export) and
+        written again when the same program is exported under an equal plan: the mixed search
+        exports its chosen plan to check it on the runtime, and the bundle then exports that same
+        plan (ExecuTorch lowering of a quantized program is the costliest step of an export)."""
+        from edgeth.targets.common import plan_key, precision_of
+        from edgeth.targets.preflight import memo
+
+        out_dir = Path(out_dir)
+        if precision_of(plan) == "fp32":  # fp32 lowerings are already reused from preflight
+            return self._impl("exporter").export(self, program, plan, out_dir)
+        fresh: list[Artifact] = []
+
+        def build() -> tuple[Artifact, dict[str, bytes]]:
+            art = self._impl("exporter").export(self, program, plan, out_dir)
+            fresh.append(art)
+            return art, _read_files(out_dir, art.files)
+
+        art, files = memo(program, f"{self.name}.artifact:{plan_key(plan)}", build)
+        if fresh:
+            return fresh[0]
+        for rel, data in files.items():
+            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out_dir / rel).write_bytes(data)
+        import copy
+
+        return copy.deepcopy(art)
 
     def runner(self, artifact_dir: Path, entry: dict[str, Any], threads: int | None = None) -> Runner:
         """Load an exported program; entry is the manifest's program record."""
@@ -174,3 +200,13 @@ class Target:
             raise UnsupportedOp(f"{self.name} cannot export program {program.name!r}: {e.construct} at "
                                 f"module {e.module_path!r}{more}", e.advice)
         return issues
+
+
+def _read_files(root: Path, names: list[str]) -> dict[str, bytes]:
+    """{relative path: bytes} of the files (or folders, e.g. an .mlpackage) `names` under root."""
+    out: dict[str, bytes] = {}
+    for name in names:
+        p = root / name
+        for f in ([p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())):
+            out[f.relative_to(root).as_posix()] = f.read_bytes()
+    return out

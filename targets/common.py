@@ -249,6 +249,24 @@ def precision_of(plan: Any) -> str:
     return "fp32" if plan is None else str(getattr(plan, "precision", "fp32"))
 
 
+def plan_key(plan: Any) -> str:
+    """What an export depends on in a PrecisionPlan: its settings and its calibration data."""
+    import hashlib
+    import json
+
+    import numpy as np
+
+    if plan is None:
+        return "fp32"
+    h = hashlib.sha256(json.dumps(plan.to_json(), sort_keys=True, default=str).encode())  # notes reach the report
+    for call in plan.calibration:
+        for x in call:
+            a = np.ascontiguousarray(np.asarray(x))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()[:20]
+
+
 def torch_dynamic_shapes(specs: Sequence[TensorSpec]):
     """torch.export dynamic_shapes (a tuple in input order) from TensorSpec.dynamic, or None if static."""
     if not any(s.dynamic for s in specs):

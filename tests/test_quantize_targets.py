@@ -129,3 +129,26 @@ def test_coreml_precisions_export_on_linux(programs, tmp_path_factory):
             assert ops.get("constexpr_affine_dequantize", 0) + ops.get("constexpr_blockwise_shift_scale", 0) > 0
     if not t.runtime_available().ok:
         pytest.skip(f"Core ML predict is macOS-only: {t.runtime_available().reason}")
+
+
+def test_an_equal_plan_reuses_the_quantized_artifact_and_another_plan_exports_anew(tmp_path, monkeypatch):
+    """The mixed search exports its chosen plan to check it; the bundle then exports that plan again:
+    Target.export keeps the first artifact's files and writes them, and lowers again only for a
+    plan that differs (here: other calibration data)."""
+    import edgeth.targets.onnx.exporter as onnx_exporter
+
+    lowered = []
+    real = onnx_exporter.export
+    monkeypatch.setattr(onnx_exporter, "export", lambda *a, **k: lowered.append(a[1].name) or real(*a, **k))
+    p = fixture_programs()[0]
+    tgt = get_target("onnx")
+    first = tgt.export(p, _plan(p, "int8"), tmp_path / "a")
+    again = tgt.export(p, _plan(p, "int8"), tmp_path / "b")  # equal plan, new PrecisionPlan object
+    assert lowered == [p.name]
+    assert again.files == first.files and again.report == first.report and again.report is not first.report
+    for f in first.files:
+        assert (tmp_path / "b" / f).read_bytes() == (tmp_path / "a" / f).read_bytes()
+    other = PrecisionPlan("int8", calibration=_samples(p, seed=1))
+    tgt.export(p, other, tmp_path / "c")
+    assert lowered == [p.name, p.name]
+    assert any((tmp_path / "c" / f).read_bytes() != (tmp_path / "a" / f).read_bytes() for f in first.files)
