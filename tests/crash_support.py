@@ -67,13 +67,19 @@ def kill_trials(cmd: list[str], bundle: Path, out: Path, kills: int, window: tup
     be complete before the first trial. After every kill it must still verify and equal the
     previous version, or (when the writer got past its rename) verify as the new version.
     `prepare()` runs before each trial (e.g. drops `edgeth build`'s stamp so it re-exports).
-    Returns the figures: kills, survived, finished (the command ended before its kill), bytes_lost."""
+    A trial whose command ends before its kill moment does not count as a kill: trials go on
+    until `kills` kills have landed (at most 3 x kills trials, then it stops short and says so).
+    Returns the figures: kills, survived (kills and finished runs after which the bundle was
+    whole), finished (the command ended before its kill), bytes_lost."""
     rng = random.Random(seed)
     prev, why = bundle_state(bundle)
     assert prev is not None, f"no complete bundle to protect at {bundle}: {why}"
     sizes = {rel: (bundle / rel).stat().st_size for rel in prev}
     figures = {"kills": 0, "survived": 0, "finished": 0, "bytes_lost": 0, "max_leftovers": 0}
-    for i in range(kills):
+    trial = 0
+    while figures["kills"] < kills and trial < 3 * kills:
+        trial += 1
+        i = figures["kills"]
         at = rng.uniform(*window)
         if prepare is not None:
             prepare()
@@ -91,7 +97,7 @@ def kill_trials(cmd: list[str], bundle: Path, out: Path, kills: int, window: tup
         figures["max_leftovers"] = max(figures["max_leftovers"], len(left))
         if now is None:
             figures["bytes_lost"] += sum(sizes.values())
-            log(f"kill {i + 1}/{kills} at {at:.2f}s: BUNDLE DAMAGED ({why})")
+            log(f"trial {trial} (kill {i + 1}/{kills}) at {at:.2f}s: BUNDLE DAMAGED ({why})")
             continue
         if now != prev:  # the writer renamed a complete new version into place before dying
             lost = 0
@@ -99,10 +105,12 @@ def kill_trials(cmd: list[str], bundle: Path, out: Path, kills: int, window: tup
             lost = sum(sizes[rel] for rel in prev if not (bundle / rel).is_file())
         figures["bytes_lost"] += lost
         figures["survived"] += lost == 0
-        log(f"kill {i + 1}/{kills} at {at:.2f}s: {'finished first' if p.returncode == 0 else 'killed'}, "
+        log(f"trial {trial} (kill {i + 1}/{kills}) at {at:.2f}s: {'finished first' if p.returncode == 0 else 'killed'}, "
             f"bundle intact ({'new' if now != prev else 'previous'} version), leftovers: {left or 'none'}")
         prev = now
         sizes = {rel: (bundle / rel).stat().st_size for rel in prev}
+    if figures["kills"] < kills:
+        log(f"stopped short: {figures['kills']} kills in {trial} trials (the rest finished before their moment)")
     return figures
 
 

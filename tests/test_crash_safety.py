@@ -25,7 +25,8 @@ def test_kill9_during_export_keeps_the_previous_bundle(tmp_path):
     assert first.returncode == 0, first.stderr
     # late moments: the export is past its imports and reference run, inside the write/rename phase
     figures = kill_trials(cmd, out, out.parent, kills=2, window=(0.6 * took, 0.95 * took), seed=1, log=lambda s: None)
-    assert figures["bytes_lost"] == 0 and figures["survived"] == 2, figures
+    assert figures["kills"] == 2 and figures["bytes_lost"] == 0, figures
+    assert figures["survived"] == figures["kills"] + figures["finished"], figures
     rerun = rerun_completes(cmd, out, out.parent)
     assert rerun["rc"] == 0 and rerun["bundle_ok"], rerun
     assert rerun["leftovers"] == [], rerun  # the dead writers' temp folders and lock are gone
