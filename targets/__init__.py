@@ -147,6 +147,8 @@ class Target:
         written again when the same program is exported under an equal plan: the mixed search
         exports its chosen plan to check it on the runtime, and the bundle then exports that same
         plan (ExecuTorch lowering of a quantized program is the costliest step of an export)."""
+        import copy
+
         from edgeth.targets.common import plan_key, precision_of
         from edgeth.targets.preflight import memo
 
@@ -158,17 +160,15 @@ class Target:
         def build() -> tuple[Artifact, dict[str, bytes]]:
             art = self._impl("exporter").export(self, program, plan, out_dir)
             fresh.append(art)
-            return art, _read_files(out_dir, art.files)
+            return copy.deepcopy(art), _read_files(out_dir, art.files)  # callers may edit what they get
 
-        art, files = memo(program, f"{self.name}.artifact:{plan_key(plan)}", build)
+        kept, files = memo(program, f"{self.name}.artifact:{plan_key(plan)}", build)
         if fresh:
             return fresh[0]
         for rel, data in files.items():
             (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             (out_dir / rel).write_bytes(data)
-        import copy
-
-        return copy.deepcopy(art)
+        return copy.deepcopy(kept)
 
     def runner(self, artifact_dir: Path, entry: dict[str, Any], threads: int | None = None) -> Runner:
         """Load an exported program; entry is the manifest's program record."""
