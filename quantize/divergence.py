@@ -252,10 +252,10 @@ def onnx_layers(program: "Program", plan: Any, inputs: Sequence[np.ndarray], tar
     from pathlib import Path
 
     import onnx
-    import onnxruntime as ort
 
     from edgeth.quantize.onnx_qdq import node_scope
     from edgeth.targets import get_target
+    from edgeth.targets.onnx.runner import session as onnx_session
 
     with tempfile.TemporaryDirectory(prefix="edgeth-debug-") as td:
         art = get_target(target).export(program, plan, Path(td))
@@ -274,7 +274,7 @@ def onnx_layers(program: "Program", plan: Any, inputs: Sequence[np.ndarray], tar
         if t not in have:
             model.graph.output.append(types[t])
             have.add(t)
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = onnx_session(model.SerializeToString())
     feed = {i.name: np.ascontiguousarray(x) for i, x in zip(sess.get_inputs(), inputs)}
     names = [o.name for o in sess.get_outputs()]
     outs = dict(zip(names, sess.run(None, feed)))

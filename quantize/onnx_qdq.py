@@ -112,6 +112,9 @@ def quantize_qdq(src: str | os.PathLike, dst: str | os.PathLike, samples: Sequen
         if problems:
             raise CheckFailed(f"QDQ model has {len(problems)} non-TensorRT Q/DQ nodes: {problems[0]}",
                               "report this: the quantizer settings no longer give s8 zero-point-0 Q/DQ")
+        q = onnx.load(str(tmp))
+        if unshare_constant_dq(q):
+            onnx.save(q, str(tmp))
         os.replace(tmp, dst)
     q = onnx.load(str(dst))
     n_q = sum(n.op_type == "QuantizeLinear" for n in q.graph.node)
@@ -119,6 +122,52 @@ def quantize_qdq(src: str | os.PathLike, dst: str | os.PathLike, samples: Sequen
     return {"format": "QDQ", "activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel"
             if per_channel else "int8 symmetric per-tensor", "bias": "float", "calibration_samples": len(samples),
             "calibration_method": method, "float_nodes": exclude, "quantize_linear": n_q, "dequantize_linear": n_dq}
+
+
+def unshare_constant_dq(model: Any) -> int:
+    """Give every consumer of a DequantizeLinear of a constant its own DQ node with its own copies
+    of the INT8 initializer, scale and zero-point; returns how many DQ nodes were added (the
+    model is edited in place).
+
+    quantize_static quantizes a constant shared by several nodes (GELU's 1.0 in every block)
+    once and feeds all of them from one DQ. ONNX Runtime's exact INT8 mode on x86 without VNNI
+    (`session.x64quantprecision`, targets/onnx/runner.py) then converts that initializer to
+    uint8 once per consumer and refuses the model ("AddInitializedOrtValue Attempt to replace
+    the existing tensor", onnxruntime 1.31). The values are unchanged, so are the results."""
+    from onnx import helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for x in n.input:
+            consumers.setdefault(x, []).append(n)
+    graph_out = {o.name for o in model.graph.output}
+    made, nodes = 0, []
+    for n in model.graph.node:
+        nodes.append(n)
+        users = list({id(u): u for u in consumers.get(n.output[0], [])}.values()) if n.output else []
+        if n.op_type != "DequantizeLinear" or n.input[0] not in inits or len(users) < 2 or n.output[0] in graph_out:
+            continue
+        for k, user in enumerate(users[1:], 1):
+            names = []
+            for name in n.input:  # the INT8 values, the scale and the zero-point: all converted per DQ
+                if name not in inits:
+                    names.append(name)
+                    continue
+                copy_init = type(inits[name])()
+                copy_init.CopyFrom(inits[name])
+                copy_init.name = f"{name}__{k}"
+                model.graph.initializer.append(copy_init)
+                names.append(copy_init.name)
+            out = f"{n.output[0]}__{k}"
+            nodes.append(helper.make_node("DequantizeLinear", names, [out], name=f"{n.name}__{k}",
+                                          **{a.name: helper.get_attribute_value(a) for a in n.attribute}))
+            user.input[:] = [out if x == n.output[0] else x for x in user.input]
+            made += 1
+    if made:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return made
 
 
 @contextlib.contextmanager

@@ -106,6 +106,11 @@ def run_case(family: str, target: str, precision: str, export) -> tuple[str, str
 
     rep = verify_bundle(bundle, tgt.backend)
     _assert_clean(case, rep)
+    if tgt.backend == "onnxruntime":  # what a CPU without VNNI runs must load too (targets/onnx/runner.py)
+        from edgeth.targets.onnx.runner import session
+
+        for p in bundle.programs:
+            session(bundle.artifact_dir(target) / p["artifacts"][target]["files"][0], exact=True)
     spec = bundle.pipeline_spec()
     judged = {c.name for c in rep.checks}
     assert {f"quality/pipeline/{s}" for s in spec.stage_names()} <= judged, (judged, spec.stage_names())

@@ -188,12 +188,12 @@ def _executions(b, target, name):
     if target == "onnx":
         import onnxruntime as ort
 
+        from edgeth.targets.onnx.runner import session as onnx_session
+
         path = b.artifact_dir("onnx") / b.entry(name, "onnx")["files"][0]
         for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC):
             for threads in (1, 2):
-                so = ort.SessionOptions()
-                so.graph_optimization_level, so.intra_op_num_threads = level, threads
-                sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+                sess = onnx_session(path, threads, level)
                 names = [i.name for i in sess.get_inputs()]
                 yield lambda ins, s=sess, n=names: s.run(None, dict(zip(n, ins)))
 

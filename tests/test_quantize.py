@@ -87,10 +87,10 @@ def _fp32_onnx(p, path):
 @pytest.mark.parametrize("name", ["renderer", "denoiser"])
 def test_qdq_int8_is_signed_zero_point_zero_everywhere(programs, tmp_path, name):
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_static
 
     from edgeth.quantize.onnx_qdq import _Reader, check_qdq, quantize_qdq
+    from edgeth.targets.onnx.runner import session as onnx_session
 
     p = programs[name]
     src = _fp32_onnx(p, tmp_path / "fp32.onnx")
@@ -100,7 +100,9 @@ def test_qdq_int8_is_signed_zero_point_zero_everywhere(programs, tmp_path, name)
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert len(qdq) == rep["quantize_linear"] + rep["dequantize_linear"] > 10
     assert check_qdq(model) == []
-    sess = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"])
+    # ONNX Runtime's exact INT8 mode forced on: what a CPU without VNNI runs (targets/onnx/runner.py); it
+    # refused models whose constants shared one DequantizeLinear until quantize_qdq unshared them
+    sess = onnx_session(tmp_path / "int8.onnx", exact=True)
     (y,) = sess.run(None, dict(zip(p.input_names, cal[0])))
     with torch.no_grad():
         ref = p.module(*[torch.from_numpy(a) for a in cal[0]]).numpy()
@@ -141,16 +143,15 @@ def _registered_programs():
 
 
 def test_fp16_onnx_conversion_runs_every_registered_model(tmp_path):
-    import onnxruntime as ort
-
     from edgeth.quantize.onnx_fp16 import convert_fp16
     from edgeth.runtime_py import parity
+    from edgeth.targets.onnx.runner import session as onnx_session
 
     for label, p in _registered_programs():
         src = _fp32_onnx(p, tmp_path / "fp32.onnx")
         _, rep = convert_fp16(src, tmp_path / "fp16.onnx", keep_io_types=True)
         assert rep["fp16_nodes"] > 0 and rep["clipped_values"] == 0, label
-        sess = ort.InferenceSession(str(tmp_path / "fp16.onnx"), providers=["CPUExecutionProvider"])
+        sess = onnx_session(tmp_path / "fp16.onnx")
         xs = [x.numpy() for x in p.example_inputs]
         outs = sess.run(None, dict(zip(p.input_names, xs)))
         with torch.no_grad():
@@ -223,10 +224,10 @@ def test_fp16_output_also_read_by_an_fp32_node_keeps_the_graph_ordered(tmp_path)
     """Y is a graph output and the input of a node kept FP32: its FP32 Cast must read the FP16
     tensor, not the output Cast appended at the end (that graph failed onnx's checker)."""
     import onnx
-    import onnxruntime as ort
     from onnx import TensorProto, helper
 
     from edgeth.quantize.onnx_fp16 import convert_fp16
+    from edgeth.targets.onnx.runner import session as onnx_session
 
     f32 = TensorProto.FLOAT
     g = helper.make_graph(
@@ -237,6 +238,36 @@ def test_fp16_output_also_read_by_an_fp32_node_keeps_the_graph_ordered(tmp_path)
     out, _ = convert_fp16(model, tmp_path / "m.onnx", keep_fp32=["s"], keep_io_types=True)
     onnx.checker.check_model(out)
     x = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
-    y, z = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    y, z = onnx_session(tmp_path / "m.onnx").run(None, {"x": x})
     np.testing.assert_allclose(y, np.maximum(x, 0), atol=1e-3)
     np.testing.assert_allclose(z, 1 / (1 + np.exp(-np.maximum(x, 0))), atol=1e-3)
+
+
+def test_qdq_constants_shared_by_many_nodes_load_in_exact_int8_mode(tmp_path):
+    """GELU's constants (1.0, 0.5, sqrt 2) are one initializer for every GELU of a graph; quantized,
+    they fed all their consumers from one DequantizeLinear and ONNX Runtime's exact INT8 mode (the
+    one a CPU without VNNI needs) refused the model: "Attempt to replace the existing tensor".
+    quantize_qdq gives each consumer its own copy; the numbers stay those of the shared one."""
+    import onnx
+
+    from edgeth.quantize.onnx_qdq import check_qdq, quantize_qdq
+    from edgeth.targets.onnx.runner import session as onnx_session
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(*(m for _ in range(3) for m in (torch.nn.Conv1d(8, 8, 3, padding=1), torch.nn.GELU()))).eval()
+    x = torch.randn(1, 8, 16)
+    torch.onnx.export(net, (x,), str(tmp_path / "f.onnx"), dynamo=True, opset_version=18, external_data=False,
+                      input_names=["x"], verbose=False)
+    quantize_qdq(tmp_path / "f.onnx", tmp_path / "q.onnx", [(x.numpy(),)])
+    q = onnx.load(str(tmp_path / "q.onnx"))
+    assert check_qdq(q) == []
+    consumers: dict[str, int] = {}
+    for n in q.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    dq_const = [n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in {i.name for i in q.graph.initializer}]
+    assert dq_const and all(consumers[n.output[0]] == 1 for n in dq_const)
+    (fast,) = onnx_session(tmp_path / "q.onnx", exact=False).run(None, {"x": x.numpy()})
+    (exact,) = onnx_session(tmp_path / "q.onnx", exact=True).run(None, {"x": x.numpy()})
+    np.testing.assert_allclose(exact, net(x).detach().numpy(), atol=0.1)
+    assert np.corrcoef(exact.ravel(), net(x).detach().numpy().ravel())[0, 1] > 0.99
