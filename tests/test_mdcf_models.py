@@ -123,3 +123,25 @@ def test_factorized_denoiser_runs_any_number_of_frames():
         with torch.no_grad():
             out = den(z, torch.tensor([10.0]), torch.randn(1, n, d.audio_dim), torch.randn(1, n, 4), torch.randn(1, 32, 2, 2))
         assert out.shape == z.shape
+
+
+def test_speech_features_are_bounded_and_old_runs_load_as_trained():
+    """MDCF's audio features go through tanh (unbounded, they grew ~1000x within 50 steps and the
+    pose generator reading them blew up); a run written before the setting existed was trained
+    without it and loads without it."""
+    from edgeth.audio import AudioConfig
+    from edgeth.models.mdcf.config import MDCFConfig
+    from edgeth.models.mdcf.diffusion import audio_encoder
+
+    cfg = preset("tiny")
+    assert cfg.diffusion.audio_bound
+    enc = audio_encoder(cfg, AudioConfig()).eval()
+    with torch.no_grad():
+        enc.out.weight.mul_(1000.0)
+        feats = enc(torch.randn(2, 640 * 8))
+    assert feats.shape[-1] == cfg.diffusion.audio_dim
+    assert feats.abs().max() <= 1.0 and feats.abs().max() > 0.99
+    d = cfg.to_json()
+    assert MDCFConfig.from_json(d) == cfg
+    old = {**d, "diffusion": {k: v for k, v in d["diffusion"].items() if k != "audio_bound"}}
+    assert not MDCFConfig.from_json(old).diffusion.audio_bound

@@ -15,9 +15,9 @@ from edgeth.models import get_model
 # Windowed NAR (T = 20, O = 6: windows at 0 and 14) vs global NAR (one window of 34) on the same
 # 34 frames and noise, 10 DDIM steps, compared on the temporal part of the diffusion variable
 # (x0 minus its mean over frames; the mean is the per-portrait part every sample shares).
-# Measured on the fixture: 0.94 (0.89-0.90 without overlap or with other windows), while another
-# seed gives 0.13-0.25. The fixture's FDE barely moves after 200 steps (latent_scale ~4e-4), so
-# the frames agree to > 100 dB and say little; the bound on them only catches a broken chain.
+# Measured on the fixture: 0.96 (0.96 with AVX2 kernels), while another seed gives 0.19 (0.29).
+# The fixture's FDE barely moves after 200 steps (latent_scale ~4e-4), so the frames agree to
+# > 100 dB and say little; the bound on them only catches a broken chain.
 AGREE_COSINE = 0.85
 AGREE_PSNR_DB = 28.0
 
@@ -69,7 +69,10 @@ def test_the_denoiser_loss_falls(run, synth_corpus):
                 out = m.denoiser(m.sched.q_sample(x0, tt, eps), tt.float(), feats[id(m)], batch["rho"], ctx)
                 tot += float(torch.nn.functional.mse_loss(out, m.sched.target(x0, tt, eps)))
             losses["trained" if m is trained else "init"] = tot / 4
-    assert losses["trained"] < 0.85 * losses["init"], losses  # measured: 0.47 vs 0.62 (200 steps)
+    # measured (200 steps): 0.25 vs 0.62 with AVX-512 kernels, 0.31 vs 0.81 with AVX2 ones (ATEN_CPU_CAPABILITY=avx2
+    # ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2: CI's numerics); before the features were bounded a pose
+    # blow-up starved the denoiser and gave 0.47 vs 0.62 / 0.77 vs 0.81 (the latter failed CI)
+    assert losses["trained"] < 0.6 * losses["init"], losses
 
 
 def test_decoding_a_noised_latent_degrades_frames_less_than_noising_the_dynamics(run, synth_corpus):

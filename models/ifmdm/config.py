@@ -93,6 +93,7 @@ class Stage2Config:
     audio_channels: int = 96
     audio_dim: int = 64  # F
     audio_blocks: int = 3
+    audio_bound: bool = False  # tanh on the output features (MDCF turns it on; IF-MDM as trained)
     # diffusion transformer
     width: int = 128  # E
     depth: int = 3

@@ -51,6 +51,7 @@ class AudioEncoder(nn.Module):
         self.blocks = nn.ModuleList(nn.Conv1d(c, c, 3, padding=2**i, dilation=2**i) for i in range(cfg.audio_blocks))
         self.mix = nn.ModuleList(nn.Conv1d(c, c, 1) for _ in range(cfg.audio_blocks))
         self.out = nn.Conv1d(c, cfg.audio_dim, 1)
+        self.bound = cfg.audio_bound
 
     def logmel(self, wave: torch.Tensor) -> torch.Tensor:
         return self.frontend(wave)
@@ -66,7 +67,8 @@ class AudioEncoder(nn.Module):
             h = gelu(d(h))
         for blk, mix in zip(self.blocks, self.mix):
             h = h + mix(gelu(blk(h)))
-        return self.out(h).transpose(1, 2)
+        feats = self.out(h).transpose(1, 2)
+        return torch.tanh(feats) if self.bound else feats
 
 
 class MotionDenoiser(nn.Module):

@@ -35,7 +35,7 @@ def audio_encoder(cfg: MDCFConfig, audio: AudioConfig) -> AudioEncoder:
     """IF-MDM's audio encoder (log-mel frontend + dilated 1-D convs) at this preset's widths."""
     d = cfg.diffusion
     return AudioEncoder(Stage2Config(audio_channels=d.audio_channels, audio_dim=d.audio_dim,
-                                     audio_blocks=d.audio_blocks), audio)
+                                     audio_blocks=d.audio_blocks, audio_bound=d.audio_bound), audio)
 
 
 class LatentDiffusion(nn.Module):

@@ -15,7 +15,8 @@ No Conv3d and no 5-D grid_sample anywhere: the denoiser is factorized (models.md
 warping is 4-D (models.common.warp). The audio frontend and encoder are IF-MDM's programs'
 modules (the frontend pinned to FP32, see models/ifmdm/programs.py for why it is separate).
 source_encoder runs once per portrait and is pinned to FP32 too: its XNNPACK INT8 .pte failed
-to execute (error 0x10) in the first INT8 export; the per-frame programs carry the cost.
+to execute (error 0x10) in the first INT8 export; the per-frame programs carry the cost. So is
+audio_encoder (once per window): INT8 lost its tanh-bounded features on ONNX Runtime.
 
 Shape legend: S image size, Ce FDE embedding channels, h latent size, Z latent channels,
 T window frames, F audio features, P pose/blink dims, M mel bins, N renderer batch.
@@ -85,7 +86,10 @@ def build_programs(model: MDCF, cfg: MDCFConfig, *, flops: bool = True, window: 
                 [TensorSpec("log_mel", tuple(logmel.shape), kind="features")], (wave,),
                 meta={"runs": "once per window", "frames": t, "precision": "fp32"}),
         Program("audio_encoder", aud, [TensorSpec("log_mel", tuple(logmel.shape), kind="features")], [speech_spec],
-                (logmel,), meta={"runs": "once per window", "frames": t}),
+                # pinned FP32 (as the frontend is; it runs once per window): with tanh-bounded features
+                # (config.DiffusionConfig.audio_bound) per-tensor INT8 on ONNX Runtime lost them (cosine
+                # 0.89 vs FP32, 0.90 with the conv before tanh kept float)
+                (logmel,), meta={"runs": "once per window", "frames": t, "precision": "fp32"}),
         Program("pose_blink_generator", pose, [speech_spec], [rho_spec], (speech,),
                 meta={"runs": "once per window", "frames": t, "rho": list(POSE_KEYS)}),
         Program("latent_denoiser", den,
