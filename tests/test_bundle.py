@@ -286,3 +286,23 @@ def test_measured_times_live_only_in_created():
     stable, moved = split_volatile(rec)
     assert stable == {"int8": {"calibration": {"clips": 4}, "mixed": {"budget": {"psnr": 35}}}}
     assert moved == {"int8.seconds": 12.3, "int8.mixed.timing": {"backend_s": 1.0}}
+
+
+def test_reference_copy_takes_a_relative_run_folder(tmp_path, monkeypatch):
+    """`edgeth build --out demo_out` hands export a relative RUN/ (demo_out/run); the default
+    reference_files returns run_dir / name, which was joined to run_dir again
+    (demo_out/run/demo_out/run/ifmdm.json: `make demo` died with an internal error)."""
+    import types
+
+    from safetensors.numpy import save_file
+
+    from edgeth.bundle.reference import copy_reference
+
+    run = tmp_path / "out" / "run"
+    run.mkdir(parents=True)
+    save_file({"w": np.ones(3, np.float32)}, str(run / "m.safetensors"))
+    (run / "fam.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    rels, sha = copy_reference(types.SimpleNamespace(), Path("out/run"), tmp_path / "bundle" / "reference")
+    assert rels == ["reference/fam.json", "reference/m.safetensors"] and len(sha) == 64
+    assert (tmp_path / "bundle" / "reference" / "m.safetensors").is_file()

@@ -36,6 +36,7 @@ def reference_files(family: Any, run_dir: Path) -> list[Path]:
     """Files (under run_dir) that rebuild the programs: the family's choice (ModelFamily.reference_files)."""
     from edgeth.models import ModelFamily
 
+    run_dir = Path(run_dir).resolve()  # a family's hook may return run_dir / name: relative only if run_dir was
     hook = getattr(family, "reference_files", None)
     files = [Path(p) for p in (hook(run_dir) if callable(hook) else ModelFamily.reference_files(family, run_dir))]
     files = sorted({p if p.is_absolute() else run_dir / p for p in files})
@@ -49,7 +50,7 @@ def copy_reference(family: Any, run_dir: Path, dest: Path) -> tuple[list[str], s
 
     The checkpoint hash covers every copied file's relative path and content.
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()
     h = hashlib.sha256()
     rels = []
     for src in reference_files(family, run_dir):
