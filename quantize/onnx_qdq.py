@@ -116,7 +116,6 @@ def quantize_qdq(src: str | os.PathLike, dst: str | os.PathLike, samples: Sequen
         if unshare_constant_dq(q):
             onnx.save(q, str(tmp))
         os.replace(tmp, dst)
-    q = onnx.load(str(dst))
     n_q = sum(n.op_type == "QuantizeLinear" for n in q.graph.node)
     n_dq = sum(n.op_type == "DequantizeLinear" for n in q.graph.node)
     return {"format": "QDQ", "activations": "int8 symmetric per-tensor", "weights": "int8 symmetric per-channel"

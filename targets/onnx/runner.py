@@ -9,8 +9,9 @@ Runtime's fast U8S8 integer GEMM sums pairs of u8*s8 products in a saturating in
 error (a CI machine of that kind: a tiny MDCF denoiser's weight-only INT8 at 12 dB SQNR, a
 QDQ INT8 one at 7 dB, where a VNNI machine gives 30+ dB). On such a CPU every session edgeth
 opens sets `session.x64quantprecision=1` (ONNX Runtime's exact U8U8 kernels; `exact_int8()`
-measures whether the CPU needs it), so a verdict does not depend on which x86 CPU ran it. Elsewhere it is left off:
-onnxruntime 1.31 applies it on VNNI CPUs too, swapping in the slower U8U8 kernels for nothing.
+measures whether the CPU needs it), so a verdict does not depend on which x86 CPU ran it.
+Elsewhere it is left off: onnxruntime 1.31 applies it on VNNI CPUs too, swapping in the slower
+U8U8 kernels for nothing.
 """
 from __future__ import annotations
 
@@ -79,11 +80,10 @@ def session(model: Path | bytes, threads: int | None = None, level: Any = None, 
 
 def make_runner(artifact_dir: Path, entry: dict[str, Any], threads: int | None = None) -> ArrayRunner:
     path = artifact_file(artifact_dir, entry, ".onnx")
-    so = session_options(threads)
-    import onnxruntime as ort
-
     try:
-        sess = ort.InferenceSession(str(path), sess_options=so, providers=PROVIDERS)
+        sess = session(path, threads)
+    except TargetUnavailable:
+        raise
     except Exception as e:
         raise BundleError(f"cannot load ONNX model {path.name}: {first_line(e)}",
                           "the .onnx is corrupt or truncated; re-export the bundle") from None
