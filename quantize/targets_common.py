@@ -73,3 +73,24 @@ def base_report(program: "Program", plan: "PrecisionPlan | None", scheme: str, s
         r["why_float"] = dict(plan.notes["why_float"])
     r.update(extra)
     return r
+
+
+def pt2e_quantized(program: "Program", ep: Any, plan: "PrecisionPlan | None", mode: str = "static") -> Any:
+    """The program's PT2E-quantized module (prepare -> calibrate -> convert) for this plan.
+
+    Quantized once per program, plan and mode, and handed out as a copy (callers edit it):
+    ExecuTorch and Core ML W8A8 quantize the same program with the same XNNPACK quantizer, so
+    a joint export calibrates it once, and both targets get the same INT8 graph."""
+    import copy
+
+    from edgeth.quantize.pt2e import quantize_exported
+    from edgeth.targets.common import plan_key
+    from edgeth.targets.preflight import memo
+
+    fl = float_layers(program, plan)
+
+    def build() -> Any:
+        samples = calibration(program, plan)[0] if mode == "static" else []
+        return quantize_exported(ep, samples, mode=mode, float_layers=fl)
+
+    return copy.deepcopy(memo(program, f"pt2e.{mode}:{plan_key(plan)}:{','.join(fl)}", build))

@@ -36,8 +36,14 @@ def make_exporter(run_for: Callable[[str], Path], tmp_path_factory, mixed_budget
     from edgeth.errors import EdgethError
     from edgeth.targets import get_target, target_names
 
+    from shared_once import run_root
+
     done: dict[tuple[str, str], Exported] = {}
-    cache = tmp_path_factory.mktemp("conformance-calibration")
+    # calibration captures and lowered programs shared by the run's xdist workers: a graph that
+    # several (family, precision) exports share (programs pinned to FP32, a mixed plan equal to
+    # INT8) is lowered once (edgeth.targets.lowering_cache)
+    cache = run_root(tmp_path_factory) / "shared" / "conformance-calibration"
+    lowered = run_root(tmp_path_factory) / "shared" / "lowering-cache"
 
     def export(family: str, precision: str) -> Exported:
         key = (family, precision)
@@ -50,7 +56,7 @@ def make_exporter(run_for: Callable[[str], Path], tmp_path_factory, mixed_budget
 
         def one(ts: list[str], out: Path) -> Path:
             export_bundle(run, out, model=family, targets=ts, precision=precision, golden_calls=GOLDEN_CALLS,
-                          progress=False, quantize=dict(quantize))
+                          progress=False, quantize=dict(quantize), cache=lowered)
             return out
 
         res = Exported()

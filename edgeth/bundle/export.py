@@ -91,13 +91,22 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
                   image: np.ndarray | None = None, audio: np.ndarray | None = None, seed: int = 0,
                   seconds: float | None = None, options: dict[str, Any] | None = None, golden_calls: int = 8,
                   tar: bool = False, threads: int | None = None, progress: bool = True,
-                  quantize: dict[str, Any] | None = None) -> ExportResult:
+                  quantize: dict[str, Any] | None = None, cache: str | Path | None = None) -> ExportResult:
     """Export the checkpoint in `run_dir` into a verified bundle at `out` (see module docstring).
 
     `precision` is one precision for every target, or per target ("executorch=int8,onnx=fp16");
     `quantize` holds the quantization options (budget, calib_dir, calib_clips, cache_dir) for
-    edgeth.quantize.planning.make_plans."""
-    run_dir, out = Path(run_dir), Path(out)
+    edgeth.quantize.planning.make_plans. `cache`: a folder of lowered programs reused across
+    exports (edgeth.targets.lowering_cache; default $EDGETH_EXPORT_CACHE, else none)."""
+    from edgeth.targets.lowering_cache import using
+
+    with using(cache):
+        return _export_bundle(Path(run_dir), Path(out), model, targets, precision, plans, image, audio, seed, seconds,
+                              options, golden_calls, tar, threads, progress, quantize)
+
+
+def _export_bundle(run_dir: Path, out: Path, model, targets, precision, plans, image, audio, seed, seconds, options,
+                   golden_calls, tar, threads, progress, quantize) -> ExportResult:
     _check_out(out)
     t = {"start": time.perf_counter()}
     family, programs, spec = _load_family(run_dir, model)

@@ -26,10 +26,13 @@ import click
 @click.option("--golden-calls", type=click.IntRange(min=1), default=8, show_default=True, help="Calls recorded per program.")
 @click.option("--tar", "tar", is_flag=True, help="Also write BUNDLE.tar next to the folder.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Runtime threads for the export-time parity check.")
+@click.option("--cache", "cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              envvar="EDGETH_EXPORT_CACHE", show_envvar=True,
+              help="Reuse lowered programs kept in this folder (a graph lowered before is not lowered again).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, image, audio, seconds, seed, steps,
-        golden_calls, tar, threads, as_json, quiet):
+        golden_calls, tar, threads, cache, as_json, quiet):
     """Export a checkpoint into a bundle for one or more targets, verified against PyTorch.
 
     Loads the run, builds its programs, preflights them per target, runs the PyTorch
@@ -46,6 +49,7 @@ def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, im
     Examples:
       edgeth export --ckpt runs/tiny --target executorch,onnx --out bundle/ --tar
       edgeth export --ckpt runs/tiny --target executorch --precision mixed --budget psnr=35 --out b8/
+      edgeth export --ckpt runs/tiny --precision int8 --cache ~/.cache/edgeth/lowered --out b8/
     """
     from edgeth.bundle.export import export_bundle
     from edgeth.errors import InputError
@@ -60,7 +64,7 @@ def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, im
     with out_lock(out):  # a second export into the same --out fails at once instead of mixing bundles
         res = export_bundle(ckpt, out, model=model, targets=names, precision=precision, image=img, audio=aud,
                             seed=seed, seconds=seconds, options={"steps": steps} if steps else None,
-                            golden_calls=golden_calls, tar=tar, threads=threads,
+                            golden_calls=golden_calls, tar=tar, threads=threads, cache=cache,
                             progress=not quiet and not as_json,
                             quantize={"budget": budget, "calib_dir": calib_dir, "calib_clips": calib_clips})
     if as_json:

@@ -5,16 +5,18 @@ compute_precision FLOAT32 for fp32, every input a fixed-shape TensorType (ct.Ran
 for TensorSpec.dynamic dims), every output pinned to float32 so an FP16 model still
 returns FP32 arrays (iOS16+ would otherwise return FP16).
 
-Quantization hook point (quantizer.py): around ct.convert. quantizer.apply(program, mlmodel,
-plan) returns (the model to save, report): compute_precision FLOAT16 for fp16, weight
-compression (ct.optimize.coreml.linear_quantize_weights) for int8-weights; W8A8 from a
-PT2E-quantized ExportedProgram (see the export-stack notes). mlmodel is None when the
-quantizer converts itself (every non-fp32 precision: no wasted FP32 conversion).
+Quantization hook point (quantizer.py): around ct.convert. quantizer.prepare(program, plan)
+gives the ExportedProgram to convert, a recipe and the report (compute_precision FLOAT16 for
+fp16, weight compression (ct.optimize.coreml.linear_quantize_weights) for int8-weights, W8A8
+from a PT2E-quantized ExportedProgram (see the export-stack notes)); quantizer.build converts
+it. The saved package goes through targets/lowering_cache.py: with a cache folder active, a
+graph converted before under the same recipe is not converted again.
 
 The .mlpackage is a directory: written under a temp name in out_dir, then renamed.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 from collections import Counter
@@ -127,15 +129,23 @@ def describe(path: Path) -> dict[str, Any]:
 def export(target, program, plan, out_dir: Path) -> Artifact:
     from edgeth.targets.coreml import quantizer
 
+    from edgeth.targets import lowering_cache
+
     precision = precision_of(plan)
     warnings = target.check_preflight(program, precision)
-    qreport: dict[str, Any] = {}
-    if precision == "fp32":
-        mlmodel = convert(program, "fp32")
-    else:
-        mlmodel, qreport = quantizer.apply(program, None, plan)
+    ep, recipe, qreport = quantizer.prepare(program, plan)
+
+    def build() -> tuple[lowering_cache.Files, dict[str, Any]]:
+        with tempfile.TemporaryDirectory(prefix=".mlpkg-", dir=out_dir) as td:
+            staged = Path(td) / "model.mlpackage"
+            save_mlpackage(quantizer.build(program, ep, recipe), staged)
+            return lowering_cache.read_tree(staged), {}
+
+    io = json.dumps([program.signature_json(), DEPLOYMENT_TARGET], sort_keys=True, default=str)
+    files, _ = lowering_cache.cached("coreml", lowering_cache.graph_key(ep, f"coreml;{recipe};{io}"), build)
     dest = Path(out_dir) / f"{program.name}.mlpackage"
-    save_mlpackage(mlmodel, dest)
+    with atomic_path(dest, is_dir=True) as tmp:
+        lowering_cache.write_tree(tmp, files)
     report = {"deployment_target": qreport.get("deployment_target", DEPLOYMENT_TARGET),
               "compute_precision": "float32" if precision == "fp32" else precision,
               **describe(dest), "size_bytes": path_size(dest), "preflight": [w.to_json() for w in warnings],

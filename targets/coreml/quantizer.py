@@ -19,26 +19,51 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeth.quantize.targets_common import base_report, calibration, float_layers, require
+from edgeth.quantize.targets_common import base_report, calibration, pt2e_quantized, require
 
 SUPPORTED = ("fp32", "fp16", "int8", "int8-weights", "mixed")
 W8A8_TARGET = "iOS17"
 
 
 def apply(program: Any, mlmodel: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
-    from edgeth.targets.coreml.exporter import convert
+    """(the MLModel to save, report): `prepare` then `build` (the exporter caches `build`'s output)."""
+    if mlmodel is not None and require(plan, "coreml", SUPPORTED) in ("fp32", "int8-weights"):
+        report = prepare(program, plan)[2]
+        return (mlmodel if plan is None or plan.precision == "fp32" else _compress(mlmodel)), report
+    ep, recipe, report = prepare(program, plan)
+    return build(program, ep, recipe), report
+
+
+def prepare(program: Any, plan: Any) -> tuple[Any, str, dict[str, Any]]:
+    """(the ExportedProgram to convert, the conversion recipe, report) for the plan's precision.
+
+    Recipes: "fp32", "fp16" (compute precision), "int8-weights" (FP32 conversion, then weight
+    compression), "w8a8" (a PT2E-quantized graph converted for iOS17)."""
+    from edgeth.targets.preflight import export_program
 
     precision = require(plan, "coreml", SUPPORTED)
     if precision == "fp32":
-        return (mlmodel if mlmodel is not None else convert(program, "fp32")), {}
+        return export_program(program), "fp32", {}
     if precision == "fp16":
-        return convert(program, "fp16"), base_report(program, plan, "FP16 compute precision, FP32 outputs")
+        return export_program(program), "fp16", base_report(program, plan, "FP16 compute precision, FP32 outputs")
     if precision == "int8-weights":
-        return _weights_int8(program, mlmodel if mlmodel is not None else convert(program, "fp32"), plan)
+        return export_program(program), "int8-weights", base_report(
+            program, plan, "weight-only INT8 (linear_symmetric, per-channel), FP32 compute",
+            note="weights of fewer than 512 elements stay FP32")
     return _w8a8(program, plan)
 
 
-def _weights_int8(program: Any, mlmodel: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
+def build(program: Any, ep: Any, recipe: str) -> Any:
+    """The converted (not loaded) MLModel of `ep` under `recipe` (see prepare)."""
+    from edgeth.targets.coreml.exporter import convert
+
+    if recipe == "w8a8":
+        return convert(program, "fp32", ep=ep, deployment_target=W8A8_TARGET)
+    mlmodel = convert(program, "fp16" if recipe == "fp16" else "fp32", ep=ep)
+    return _compress(mlmodel) if recipe == "int8-weights" else mlmodel
+
+
+def _compress(mlmodel: Any) -> Any:
     from edgeth.targets.common import quiet_python
 
     with quiet_python():
@@ -46,34 +71,30 @@ def _weights_int8(program: Any, mlmodel: Any, plan: Any) -> tuple[Any, dict[str,
 
         config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
             mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=512))
-        out = cto.linear_quantize_weights(mlmodel, config=config)
-    return out, base_report(program, plan, "weight-only INT8 (linear_symmetric, per-channel), FP32 compute",
-                            note="weights of fewer than 512 elements stay FP32")
+        return cto.linear_quantize_weights(mlmodel, config=config)
 
 
-def _w8a8(program: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
-    from edgeth.quantize.pt2e import check_float_layers, list_units, quantize_exported, quantized_units
+def _w8a8(program: Any, plan: Any) -> tuple[Any, str, dict[str, Any]]:
+    from edgeth.quantize.pt2e import check_float_layers, list_units, quantized_units
     from edgeth.targets.common import quiet_python, torch_dynamic_shapes
-    from edgeth.targets.coreml.exporter import convert
     from edgeth.targets.preflight import export_program
 
     import torch
 
     ep = export_program(program)
     check_float_layers(ep.module(), plan.float_layers)
-    samples, source = calibration(program, plan)
-    converted = quantize_exported(ep, samples, mode="static", float_layers=float_layers(program, plan))
+    source = calibration(program, plan)[1]
+    converted = pt2e_quantized(program, ep, plan, "static")
     folded = fold_asymmetric_constants(converted)
     with quiet_python(), torch.no_grad():
         qep = torch.export.export(converted, tuple(program.example_inputs),
                                   dynamic_shapes=torch_dynamic_shapes(program.inputs))
-    mlmodel = convert(program, "fp32", ep=qep, deployment_target=W8A8_TARGET)
     units = list_units(ep.module())
     q = quantized_units(converted)
-    return mlmodel, base_report(program, plan, "W8A8: PT2E INT8 (per-channel symmetric weights, per-tensor "
-                                "activations) converted to Core ML quantize/dequantize", source,
-                                deployment_target=W8A8_TARGET, units=len(units), int8_units=len(q),
-                                float_units=[u.name for u in units if u.node not in q], folded_constants=folded)
+    return qep, "w8a8", base_report(program, plan, "W8A8: PT2E INT8 (per-channel symmetric weights, per-tensor "
+                                    "activations) converted to Core ML quantize/dequantize", source,
+                                    deployment_target=W8A8_TARGET, units=len(units), int8_units=len(q),
+                                    float_units=[u.name for u in units if u.node not in q], folded_constants=folded)
 
 
 def fold_asymmetric_constants(gm: Any) -> int:

@@ -1,8 +1,10 @@
 """ExecuTorch export: torch.export -> [quantizer] -> to_edge_transform_and_lower(XNNPACK) -> <program>.pte.
 
 Quantization hook points (quantizer.py):
-  * fp32: the ExportedProgram cached by preflight is lowered as is; the lowered edge
-    program built during preflight (for the fallback report) is reused, not rebuilt.
+  * fp32: the ExportedProgram cached by preflight is lowered as is; the .pte built during
+    preflight (for the fallback report) is reused, not rebuilt.
+  * every lowering goes through targets/lowering_cache.py: with a cache folder active, a
+    graph lowered before (by any export, any process) is not lowered again.
   * any other precision: between torch.export and lowering. quantizer.apply(program,
     ep, plan) receives the FP32 ExportedProgram (ATen training IR), runs PT2E
     prepare/calibrate/convert on ep.module() and returns (re-exported ExportedProgram,
@@ -92,9 +94,25 @@ def delegation_report(edge) -> dict[str, Any]:
     }
 
 
-def _lowered(program) -> tuple[Any, dict[str, Any]]:
-    edge = lower(export_program(program))
-    return edge, delegation_report(edge)
+def lowered(program, ep) -> tuple[bytes, dict[str, Any]]:
+    """(.pte bytes, delegation report) of `ep` lowered to XNNPACK and serialized; a graph lowered
+    before is taken from the lowering cache (targets/lowering_cache.py) when one is active."""
+    from edgeth.targets import lowering_cache
+
+    def build():
+        edge = lower(ep)
+        report = delegation_report(edge)
+        with quiet_python():
+            et = edge.to_executorch(_backend_config(program))
+        return {"program.pte": bytes(et.buffer)}, report
+
+    dynamic = any(s.dynamic for s in program.inputs)
+    files, report = lowering_cache.cached("executorch", lowering_cache.graph_key(ep, f"xnnpack;dynamic={dynamic}"), build)
+    return files["program.pte"], report
+
+
+def _lowered(program) -> tuple[bytes, dict[str, Any]]:
+    return lowered(program, export_program(program))
 
 
 def preflight(program, precision: str = "fp32") -> list[PreflightIssue]:
@@ -147,21 +165,20 @@ def export(target, program, plan, out_dir: Path) -> Artifact:
     warnings = target.check_preflight(program, precision)
     try:
         if precision == "fp32":
-            edge, report = memo(program, LOWERED, lambda: _lowered(program), take=True)
+            pte, report = memo(program, LOWERED, lambda: _lowered(program), take=True)
+            report = dict(report)
         else:
             ep, qreport = quantizer.apply(program, export_program(program), plan)
-            edge = lower(ep)
-            report = {**delegation_report(edge), "quantization": qreport}
+            pte, lowered_report = lowered(program, ep)
+            report = {**lowered_report, "quantization": qreport}
             warnings += portable_warnings(report)
-        with quiet_python():
-            et = edge.to_executorch(_backend_config(program))
     except Exception as e:
         if getattr(e, "what", None):  # an EdgethError from the quantizer: already one clean line
             raise
         raise convert_failure("executorch", program.name, e, "lowering") from None
     dest = Path(out_dir) / f"{program.name}.pte"
     with atomic_path(dest) as tmp:
-        tmp.write_bytes(et.buffer)
+        tmp.write_bytes(pte)
     report.update(size_bytes=path_size(dest), preflight=[w.to_json() for w in warnings],
                   signature={"inputs": [s.to_json() for s in program.inputs],
                              "outputs": [s.to_json() for s in program.outputs]})

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeth.quantize.targets_common import base_report, calibration, float_layers, require
+from edgeth.quantize.targets_common import base_report, calibration, pt2e_quantized, require
 
 SUPPORTED = ("fp32", "fp16", "int8", "int8-weights", "mixed")
 
@@ -44,13 +44,12 @@ def _reexport(module: Any, program: Any) -> Any:
 
 
 def _int8(program: Any, ep: Any, plan: Any, precision: str) -> tuple[Any, dict[str, Any]]:
-    from edgeth.quantize.pt2e import check_float_layers, list_units, quantize_exported, quantized_units
+    from edgeth.quantize.pt2e import check_float_layers, list_units, quantized_units
 
     mode = "dynamic" if precision == "int8-weights" else "static"
-    fl = float_layers(program, plan)
     check_float_layers(ep.module(), plan.float_layers)
-    samples, source = calibration(program, plan) if mode == "static" else ([], None)
-    converted = quantize_exported(ep, samples, mode=mode, float_layers=fl)
+    source = calibration(program, plan)[1] if mode == "static" else None
+    converted = pt2e_quantized(program, ep, plan, mode)
     units = list_units(ep.module())
     q = quantized_units(converted)
     scheme = ("INT8 static PT2E/XNNPACK: weights per-channel symmetric, activations per-tensor"
