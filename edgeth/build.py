@@ -7,7 +7,7 @@
 
 OUT/ layout: data/ (corpus), run/ (checkpoint), bundles/<precision>/ (one bundle per
 precision; <precision>-<target>/ when one target failed parity and the others were
-re-exported alone), cache/ (calibration captures), bench.json, summary.json, report.html.
+re-exported alone), cache/ (calibration captures, lowered programs), bench.json, summary.json, report.html.
 Rerunning reuses every step whose stamp (`*.build.json`: the inputs that made it, with
 the checkpoint's content hash) still matches and whose files still hash as the manifest
 says; anything else is redone.
@@ -234,6 +234,7 @@ def _export_one(run: Path, ckpt_hash: str, path: Path, prec: str, targets: list[
                 reused: list[str]) -> Path:
     from edgeth.bundle.export import export_bundle
     from edgeth.bundle.io import load_bundle
+    from edgeth.targets.lowering_cache import cache_dir
 
     want = {"ckpt": ckpt_hash, "precision": prec, "targets": sorted(targets), "steps": cfg.steps,
             "budget": cfg.budget if prec == "mixed" else None, "seed": cfg.seed, "model": cfg.model}
@@ -248,9 +249,11 @@ def _export_one(run: Path, ckpt_hash: str, path: Path, prec: str, targets: list[
     quantize = {"cache_dir": path.parent.parent / "cache" / "calibration"}
     if prec == "mixed":
         quantize["budget"] = cfg.budget
+    # programs pinned to FP32 and mixed plans equal to INT8 are lowered once for the whole build
+    lowered = cache_dir() or path.parent.parent / "cache" / "lowered"
     export_bundle(run, path, model=cfg.model, targets=targets, precision=prec, seed=cfg.seed,
                   options={"steps": cfg.steps} if cfg.steps else None, threads=cfg.threads, progress=False,
-                  quantize=quantize)
+                  quantize=quantize, cache=lowered)
     write_json(stamp, want)
     return path
 

@@ -45,7 +45,7 @@ ENV = "EDGETH_EXPORT_CACHE"
 _DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("edgeth_export_cache", default=None)
 STATS: Counter = Counter()  # "<kind>.hit" / "<kind>.miss" in this process (for reports and tests)
 
-Files = dict[str, bytes]  # relative path -> bytes
+Files = dict[str, bytes]  # relative path -> bytes; "a/b/" (with b"") is an empty folder
 
 
 def cache_dir() -> Path | None:
@@ -159,7 +159,8 @@ def _read(entry: Path) -> tuple[Files, dict[str, Any]] | None:
         return None
     try:
         rec = json.loads(meta.read_text())
-        files = {rel: (entry / "files" / rel).read_bytes() for rel in rec["files"]}
+        files = {rel: b"" if _is_dir(rel) and (entry / "files" / rel).is_dir() else (entry / "files" / rel).read_bytes()
+                 for rel in rec["files"]}
         if any(hashlib.sha256(b).hexdigest() != rec["sha256"][rel] for rel, b in files.items()):
             return None  # damaged on disk: rebuild (and replace) it
         return files, rec["report"]
@@ -170,9 +171,7 @@ def _read(entry: Path) -> tuple[Files, dict[str, Any]] | None:
 def _write(entry: Path, files: Files, report: dict[str, Any]) -> None:
     tmp = entry.parent / f".{entry.name}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    for rel, data in files.items():
-        (tmp / "files" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp / "files" / rel).write_bytes(data)
+    write_tree(tmp / "files", files)
     rec = {"files": sorted(files), "sha256": {rel: hashlib.sha256(b).hexdigest() for rel, b in files.items()},
            "report": report}
     (tmp / "entry.json").write_text(json.dumps(rec, sort_keys=True, default=str))
@@ -180,12 +179,29 @@ def _write(entry: Path, files: Files, report: dict[str, Any]) -> None:
     tmp.rename(entry)
 
 
+def _is_dir(rel: str) -> bool:
+    return rel.endswith("/")
+
+
 def read_tree(root: Path) -> Files:
-    """{relative path: bytes} of every file under `root` (a folder artifact such as an .mlpackage)."""
-    return {f.relative_to(root).as_posix(): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+    """{relative path: bytes} of every file under `root` (a folder artifact such as an .mlpackage),
+    empty folders included (an .mlpackage of a program without weights lists an empty weights/
+    folder in its Manifest.json, and does not load without it)."""
+    out: Files = {}
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root).as_posix()
+        if f.is_file():
+            out[rel] = f.read_bytes()
+        elif f.is_dir() and not any(f.iterdir()):
+            out[rel + "/"] = b""
+    return out
 
 
 def write_tree(root: Path, files: Files) -> None:
+    root.mkdir(parents=True, exist_ok=True)
     for rel, data in files.items():
+        if _is_dir(rel):
+            (root / rel).mkdir(parents=True, exist_ok=True)
+            continue
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)

@@ -68,6 +68,22 @@ def test_cached_builds_once_per_key_rebuilds_a_damaged_entry_and_keeps_no_failed
         assert cached("k", "def", build)[0]["sub/x.bin"] == b"\0" * 3
 
 
+def test_folder_artifacts_keep_their_empty_folders(tmp_path):
+    """An .mlpackage of a program without weights lists an empty weights/ folder in its manifest
+    (VQTalker's quantizer): it must come back from the cache, or the package does not load."""
+    from edgeth.targets.lowering_cache import cached, read_tree, using, write_tree
+
+    pkg = tmp_path / "a.mlpackage"
+    (pkg / "Data" / "weights").mkdir(parents=True)
+    (pkg / "Manifest.json").write_text("{}")
+    with using(tmp_path / "c"):
+        cached("coreml", "k", lambda: (read_tree(pkg), {}))
+        files, _ = cached("coreml", "k", lambda: pytest.fail("built again"))
+    write_tree(tmp_path / "b.mlpackage", files)
+    assert (tmp_path / "b.mlpackage" / "Data" / "weights").is_dir()
+    assert read_tree(tmp_path / "b.mlpackage") == read_tree(pkg)
+
+
 @pytest.mark.parametrize("precision", ["int8"])
 def test_a_bundle_exported_through_the_cache_is_the_bundle_exported_without_it(tmp_path, precision):
     """Without the cache, with it (every lowering a miss), again (every lowering a hit): the same files."""

@@ -17,6 +17,7 @@ Shape legend: T frames, H/W any size, C canonical size (96), B batch.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -224,17 +225,23 @@ def load(cfg: ProbeConfig = ProbeConfig(), progress: bool = False):
     from edgeth.io_utils import atomic_path
 
     path = cache_dir() / f"motion-probe-{_key(cfg)}.safetensors"
-    net = _net(cfg)
-    if path.is_file():
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:  # a second process waits for the first fit
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            net.load_state_dict(load_file(str(path)))
-            return net.eval()
-        except Exception:  # a corrupt cache entry is refitted, not trusted
-            path.unlink(missing_ok=True)
-    net = fit(cfg, progress=progress)
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    return net
+            net = _net(cfg)
+            if path.is_file():
+                try:
+                    net.load_state_dict(load_file(str(path)))
+                    return net.eval()
+                except Exception:  # a corrupt cache entry is refitted, not trusted
+                    path.unlink(missing_ok=True)
+            net = fit(cfg, progress=progress)
+            with atomic_path(path) as tmp:
+                save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
+            return net
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def measure(frames: np.ndarray, batch: int = 256, cfg: ProbeConfig = ProbeConfig()) -> dict[str, np.ndarray]:
