@@ -41,6 +41,17 @@ def test_peak_memory_sees_native_allocations():
     assert small.increase < 16 * 2 ** 20
 
 
+def test_measure_without_memory_skips_the_collection(monkeypatch):
+    import gc
+
+    calls = []
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append(a) or 0)
+    row = B.measure("p", lambda: (lambda: None), iters=2, max_seconds=0.1, memory=False)
+    assert row["peak_mem_bytes"] is None and row["p50_ms"] >= 0 and not calls
+    row = B.measure("p", lambda: (lambda: None), iters=2, max_seconds=0.1)
+    assert isinstance(row["peak_mem_bytes"], int) and calls  # the default measures memory, after a collection
+
+
 def test_ratios_are_against_eager():
     rows = [{"program": "p", "backend": "torch", "p50_ms": 10.0, "peak_mem_bytes": 100, "size_bytes": 400},
             {"program": "p", "backend": "executorch", "p50_ms": 4.0, "peak_mem_bytes": 50, "size_bytes": 100},

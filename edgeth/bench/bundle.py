@@ -74,10 +74,11 @@ def _pipeline_inputs(bundle, frames: int | None):
 def bench_bundle(bundle_path: str | Path | Any, *, backends: list[str] | None = None, frames: int | None = None,
                  iters: int = 20, pipeline_iters: int = 3, max_seconds: float = 5.0, threads: int | None = None,
                  peak_gflops: float | None = None, programs: bool = True, pipeline: bool = True,
-                 progress: bool = True, stream_ms: float | None = 200.0) -> dict[str, Any]:
+                 progress: bool = True, stream_ms: float | None = 200.0, memory: bool = True) -> dict[str, Any]:
     """Measure a bundle (see module docstring). Returns the JSON-able result of edgeth.bench.
     stream_ms: also stream the pipeline's speech in chunks of this length once per backend and
-    add its latency figures (edgeth.bench.stream) to the end-to-end row as `stream`."""
+    add its latency figures (edgeth.bench.stream) to the end-to-end row as `stream`.
+    memory=False: no peak-memory figures (and no full garbage collection per measurement)."""
     from tqdm import tqdm
 
     from edgeth.bench import SCHEMA, add_flops, add_ratios, machine_info, matmul_peak_gflops, measure, set_threads
@@ -108,7 +109,7 @@ def bench_bundle(bundle_path: str | Path | Any, *, backends: list[str] | None = 
                 run = program_call(bundle, backend, threads).runner(name)
                 return lambda: run(*inputs)
 
-            row = measure(name, load, iters=iters, max_seconds=max_seconds)
+            row = measure(name, load, iters=iters, max_seconds=max_seconds, memory=memory)
             row.update(program=name, backend=backend, precision=prec,
                        size_bytes=eager_size.get(name) if target is None else _artifact_size(bundle, name, target))
             add_flops(row, bundle.program(name).get("flops"), peak_gflops)
@@ -127,7 +128,8 @@ def bench_bundle(bundle_path: str | Path | Any, *, backends: list[str] | None = 
                     pipe.call.runner(n)
                 return lambda: pipe.run(image, audio, seed=0, noise=noise, **opts)
 
-            row = measure("end-to-end", load_pipe, warmup=1, iters=pipeline_iters, max_seconds=max_seconds * 4)
+            row = measure("end-to-end", load_pipe, warmup=1, iters=pipeline_iters, max_seconds=max_seconds * 4,
+                          memory=memory)
             sizes = [r["size_bytes"] for r in rows if r["backend"] == backend and r.get("size_bytes") is not None]
             row.update(backend=backend, precision=prec, frames=n_frames, fps=n_frames * 1e3 / row["p50_ms"],
                        size_bytes=sum(sizes) if sizes else None)

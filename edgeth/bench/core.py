@@ -16,6 +16,7 @@ Result rows (JSON-able dicts):
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import platform
@@ -155,18 +156,20 @@ def machine_info(threads: int | None = None, peak_gflops: float | None = None) -
 
 
 def measure(name: str, load: Callable[[], Callable[[], Any]], *, warmup: int = 2, iters: int = 20,
-            max_seconds: float = 10.0) -> dict[str, Any]:
+            max_seconds: float = 10.0, memory: bool = True) -> dict[str, Any]:
     """Load (timed) then time one workload. `load()` returns a zero-argument callable.
 
     Peak memory covers load plus the warm-up calls; the timed loop runs without it.
+    memory=False skips it (peak_mem_bytes None): no full garbage collection before the load,
+    which costs seconds in a process that holds large graphs (a smoke run of every program).
     """
-    with PeakMemory() as mem:
+    with (PeakMemory() if memory else contextlib.nullcontext()) as mem:
         t0 = time.perf_counter()
         fn = load()
         load_s = time.perf_counter() - t0
         for _ in range(max(warmup, 1)):
             fn()
-    row: dict[str, Any] = {"name": name, "load_s": load_s, "peak_mem_bytes": mem.increase}
+    row: dict[str, Any] = {"name": name, "load_s": load_s, "peak_mem_bytes": mem.increase if memory else None}
     row.update(summarize(time_calls(fn, warmup=0, iters=iters, max_seconds=max_seconds)))
     del fn  # collected by the next measurement's PeakMemory (one full gc per measurement, not two)
     return row

@@ -5,7 +5,7 @@ compute_precision FLOAT32 for fp32, every input a fixed-shape TensorType (ct.Ran
 for TensorSpec.dynamic dims), every output pinned to float32 so an FP16 model still
 returns FP32 arrays (iOS16+ would otherwise return FP16).
 
-Quantization hook point (quantizer.py): around ct.convert. quantizer.prepare(program, plan)
+Quantization hook point (quantizer.py): around ct.convert. quantizer.apply(program, ep, plan)
 gives the ExportedProgram to convert, a recipe and the report (compute_precision FLOAT16 for
 fp16, weight compression (ct.optimize.coreml.linear_quantize_weights) for int8-weights, W8A8
 from a PT2E-quantized ExportedProgram (see the export-stack notes)); quantizer.build converts
@@ -133,9 +133,11 @@ def export(target, program, plan, out_dir: Path) -> Artifact:
 
     precision = precision_of(plan)
     warnings = target.check_preflight(program, precision)
-    ep, recipe, qreport = quantizer.prepare(program, plan)
+    ep, recipe, qreport = ((export_program(program), "fp32", {}) if precision == "fp32"
+                           else quantizer.apply(program, export_program(program), plan))
 
     def build() -> tuple[lowering_cache.Files, dict[str, Any]]:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".mlpkg-", dir=out_dir) as td:
             staged = Path(td) / "model.mlpackage"
             save_mlpackage(quantizer.build(program, ep, recipe), staged)

@@ -1,7 +1,7 @@
 """Core ML quantization: around ct.convert (see exporter.py).
 
-`apply(program, mlmodel, plan) -> (ct.models.MLModel, report)`; mlmodel is the FP32
-conversion when the caller already has one (weight compression reuses it), else None.
+`apply(program, ep, plan) -> (ExportedProgram to convert, recipe, report)`; the exporter
+converts it with `build(program, ep, recipe)`, through the lowering cache.
 
   fp16           ct.convert with compute_precision FLOAT16 (outputs stay pinned FP32)
   int8-weights   weight-only INT8: ct.optimize.coreml.linear_quantize_weights
@@ -10,8 +10,9 @@ conversion when the caller already has one (weight compression reuses it), else 
                  and linear_quantize_activations needs predict() (macOS), so the program is
                  quantized with edgeth's PT2E flow (XNNPACK quantizer: per-channel symmetric
                  weights, per-tensor activations, calibrated on the captured pipeline inputs,
-                 plan.float_layers / program.float_only in float) and the quantized graph is
-                 converted; its quantize/dequantize ops need deployment target iOS17
+                 plan.float_layers / program.float_only in float; the same quantized graph
+                 ExecuTorch lowers) and the quantized graph is converted; its
+                 quantize/dequantize ops need deployment target iOS17
 
 Conversions export on Linux; predict() is macOS-only (the runner says so).
 """
@@ -25,36 +26,26 @@ SUPPORTED = ("fp32", "fp16", "int8", "int8-weights", "mixed")
 W8A8_TARGET = "iOS17"
 
 
-def apply(program: Any, mlmodel: Any, plan: Any) -> tuple[Any, dict[str, Any]]:
-    """(the MLModel to save, report): `prepare` then `build` (the exporter caches `build`'s output)."""
-    if mlmodel is not None and require(plan, "coreml", SUPPORTED) in ("fp32", "int8-weights"):
-        report = prepare(program, plan)[2]
-        return (mlmodel if plan is None or plan.precision == "fp32" else _compress(mlmodel)), report
-    ep, recipe, report = prepare(program, plan)
-    return build(program, ep, recipe), report
-
-
-def prepare(program: Any, plan: Any) -> tuple[Any, str, dict[str, Any]]:
-    """(the ExportedProgram to convert, the conversion recipe, report) for the plan's precision.
+def apply(program: Any, ep: Any, plan: Any) -> tuple[Any, str, dict[str, Any]]:
+    """(the ExportedProgram to convert, the conversion recipe, report) for the plan's precision;
+    `ep` is the program's FP32 ExportedProgram. The exporter converts with `build(program, ep,
+    recipe)` (through the lowering cache).
 
     Recipes: "fp32", "fp16" (compute precision), "int8-weights" (FP32 conversion, then weight
     compression), "w8a8" (a PT2E-quantized graph converted for iOS17)."""
-    from edgeth.targets.preflight import export_program
-
     precision = require(plan, "coreml", SUPPORTED)
     if precision == "fp32":
-        return export_program(program), "fp32", {}
+        return ep, "fp32", {}
     if precision == "fp16":
-        return export_program(program), "fp16", base_report(program, plan, "FP16 compute precision, FP32 outputs")
+        return ep, "fp16", base_report(program, plan, "FP16 compute precision, FP32 outputs")
     if precision == "int8-weights":
-        return export_program(program), "int8-weights", base_report(
-            program, plan, "weight-only INT8 (linear_symmetric, per-channel), FP32 compute",
-            note="weights of fewer than 512 elements stay FP32")
-    return _w8a8(program, plan)
+        return ep, "int8-weights", base_report(program, plan, "weight-only INT8 (linear_symmetric, per-channel), "
+                                               "FP32 compute", note="weights of fewer than 512 elements stay FP32")
+    return _w8a8(program, ep, plan)
 
 
 def build(program: Any, ep: Any, recipe: str) -> Any:
-    """The converted (not loaded) MLModel of `ep` under `recipe` (see prepare)."""
+    """The converted (not loaded) MLModel of `ep` under `recipe` (see apply)."""
     from edgeth.targets.coreml.exporter import convert
 
     if recipe == "w8a8":
@@ -74,14 +65,12 @@ def _compress(mlmodel: Any) -> Any:
         return cto.linear_quantize_weights(mlmodel, config=config)
 
 
-def _w8a8(program: Any, plan: Any) -> tuple[Any, str, dict[str, Any]]:
+def _w8a8(program: Any, ep: Any, plan: Any) -> tuple[Any, str, dict[str, Any]]:
     from edgeth.quantize.pt2e import check_float_layers, list_units, quantized_units
     from edgeth.targets.common import quiet_python, torch_dynamic_shapes
-    from edgeth.targets.preflight import export_program
 
     import torch
 
-    ep = export_program(program)
     check_float_layers(ep.module(), plan.float_layers)
     source = calibration(program, plan)[1]
     converted = pt2e_quantized(program, ep, plan, "static")
