@@ -137,8 +137,15 @@ def cached(kind: str, key: str, build: Callable[[], tuple[Files, dict[str, Any]]
     if root is None:
         return build()
     entry = root / "lowered" / kind / key
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with open(entry.parent / f".{key}.lock", "a") as lock:
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(entry.parent / f".{key}.lock", "a")
+    except OSError as e:
+        from edgeth.errors import InputError
+
+        raise InputError(f"cannot use the export cache {root}: {e.strerror or e}",
+                         "pass a writable folder to --cache (EDGETH_EXPORT_CACHE), or leave it unset") from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             got = _read(entry)

@@ -68,6 +68,15 @@ def test_cached_builds_once_per_key_rebuilds_a_damaged_entry_and_keeps_no_failed
         assert cached("k", "def", build)[0]["sub/x.bin"] == b"\0" * 3
 
 
+def test_an_unusable_cache_folder_is_a_clean_error(tmp_path):
+    from edgeth.errors import InputError
+    from edgeth.targets.lowering_cache import cached, using
+
+    (tmp_path / "file").write_text("not a folder")
+    with using(tmp_path / "file"), pytest.raises(InputError, match="cannot use the export cache"):
+        cached("k", "abc", lambda: pytest.fail("built without its cache"))
+
+
 def test_folder_artifacts_keep_their_empty_folders(tmp_path):
     """An .mlpackage of a program without weights lists an empty weights/ folder in its manifest
     (VQTalker's quantizer): it must come back from the cache, or the package does not load."""
