@@ -250,7 +250,7 @@ def _export_one(run: Path, ckpt_hash: str, path: Path, prec: str, targets: list[
     if prec == "mixed":
         quantize["budget"] = cfg.budget
     # programs pinned to FP32 and mixed plans equal to INT8 are lowered once for the whole build
-    lowered = cache_dir() or path.parent.parent / "cache" / "lowered"
+    lowered = cache_dir() or path.parent.parent / "cache"  # entries under OUT/cache/lowered/
     export_bundle(run, path, model=cfg.model, targets=targets, precision=prec, seed=cfg.seed,
                   options={"steps": cfg.steps} if cfg.steps else None, threads=cfg.threads, progress=False,
                   quantize=quantize, cache=lowered)
