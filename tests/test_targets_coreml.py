@@ -33,6 +33,8 @@ def test_mlpackage_is_written_and_loads_as_a_spec(exported):
     for p, art in pairs:
         pkg = out / art.files[0]
         assert art.files == [f"{p.name}.mlpackage"] and (pkg / "Manifest.json").is_file()
+        # coremltools' ExecuTorch debug-handle map varies with the process's earlier lowerings
+        assert not (pkg / "executorch_debug_handle_mapping.json").exists()
         spec = describe(pkg)
         assert [(i["name"], tuple(i["shape"])) for i in spec["inputs"]] == [(s.name, s.shape) for s in p.inputs]
         assert [(o["name"], o["dtype"]) for o in spec["outputs"]] == [(s.name, "FLOAT32") for s in p.outputs]

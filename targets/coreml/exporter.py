@@ -29,6 +29,12 @@ from edgeth.targets.common import convert_failure, path_size, precision_of, quie
 from edgeth.targets.preflight import Rules, export_program, issues
 
 DEPLOYMENT_TARGET = "iOS16"
+# coremltools writes this beside model.mlmodel when it converts an EXIR-dialect program: a map
+# from ExecuTorch debug handles to MIL ops, read only by ExecuTorch's Core ML delegate tooling.
+# A standalone .mlpackage has no ExecuTorch handles to map, and the file's content followed
+# whatever other lowerings the process had run (CI: one export differed from the next by this
+# file alone), so edgeth does not ship it.
+DEBUG_HANDLE_MAP = "executorch_debug_handle_mapping.json"
 RULES = Rules(
     grid_sample_modes=frozenset({"bilinear", "nearest"}),  # the MIL `resample` op has no bicubic
     input_mutation="error",  # ct.convert refuses user input mutation (inputs are immutable in Core ML)
@@ -84,6 +90,7 @@ def save_mlpackage(mlmodel, dest: Path) -> None:
             with quiet_python():
                 mlmodel.save(str(staged))
             _deterministic_package_manifest(staged / "Manifest.json")
+            (staged / DEBUG_HANDLE_MAP).unlink(missing_ok=True)
             for child in staged.iterdir():
                 shutil.move(str(child), str(tmp / child.name))
 
