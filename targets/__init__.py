@@ -138,7 +138,10 @@ class Target:
     def preflight(self, program: "Program", precision: str = "fp32") -> list[PreflightIssue]:  # noqa: F821
         """Graph rules (+ a trial FP32 lowering where the target has one and `precision` is fp32; a
         quantized export reports the same findings from its own lowering instead of lowering twice)."""
-        return self._impl("exporter").preflight(program, precision)
+        from edgeth.targets.provenance import shared_provenance
+
+        with shared_provenance():
+            return self._impl("exporter").preflight(program, precision)
 
     def export(self, program: "Program", plan: Any, out_dir: Path) -> Artifact:  # noqa: F821
         """Write the artifact(s) for `program` into out_dir; `plan` is a quantize plan or None (fp32).
@@ -147,12 +150,17 @@ class Target:
         written again when the same program is exported under an equal plan: the mixed search
         exports its chosen plan to check it on the runtime, and the bundle then exports that same
         plan (ExecuTorch lowering of a quantized program is the costliest step of an export)."""
+        from edgeth.targets.provenance import shared_provenance
+
+        with shared_provenance():
+            return self._export(program, plan, Path(out_dir))
+
+    def _export(self, program: "Program", plan: Any, out_dir: Path) -> Artifact:  # noqa: F821
         import copy
 
         from edgeth.targets.common import plan_key, precision_of
         from edgeth.targets.preflight import memo
 
-        out_dir = Path(out_dir)
         if precision_of(plan) == "fp32":  # fp32 lowerings are already reused from preflight
             return self._impl("exporter").export(self, program, plan, out_dir)
         fresh: list[Artifact] = []

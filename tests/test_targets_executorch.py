@@ -106,6 +106,29 @@ def test_bundled_program_carries_golden_vectors_that_verify(exported):
         verify_bundled(out / "broken.bpte")
 
 
+def test_bundled_case_count_read_from_the_flatbuffer_is_executorchs(exported, tmp_path):
+    """count_cases reads the BundledProgram tables directly; it must agree with ExecuTorch's own
+    deserializer, and refuse bytes that are not a BundledProgram."""
+    from executorch.devtools.bundled_program.serialize import deserialize_from_flatbuffer_to_bundled_program
+
+    from edgeth.targets.executorch.bundled import count_cases
+
+    out, res = exported
+    p, art, _ = res["renderer"]
+    rng = np.random.default_rng(3)
+    (tmp_path / art.files[0]).write_bytes((out / art.files[0]).read_bytes())
+    for n in (1, 3):
+        calls = [[rng.random(s.shape, dtype=np.float32) for s in p.inputs] for _ in range(n)]
+        get_target("executorch").attach_golden(tmp_path, art, calls, [[_eager(p, xs)] for xs in calls])
+        buf = (tmp_path / "renderer.bpte").read_bytes()
+        suites = deserialize_from_flatbuffer_to_bundled_program(buf).method_test_suites
+        assert count_cases(buf) == sum(len(s.test_cases) for s in suites if s.method_name == "forward") == n
+        assert count_cases(buf, "other_method") == 0
+    for bad in (b"", b"\0" * 100, buf[:40], buf[:4] + b"XX08" + buf[8:]):
+        with pytest.raises(ValueError):
+            count_cases(bad)
+
+
 @pytest.mark.parametrize("approximate", ["tanh", "none"])
 def test_preflight_rejects_tanh_gelu_that_xnnpack_computes_as_exact(approximate, tmp_path):
     """executorch 1.5.1's XNNPACK runs gelu(approximate='tanh') as exact GELU (4.7e-4 off at x=-2.7):

@@ -99,8 +99,9 @@ def export_bundle(run_dir: str | Path, out: str | Path, *, model: str | None = N
     edgeth.quantize.planning.make_plans. `cache`: a folder of lowered programs reused across
     exports (edgeth.targets.lowering_cache; default $EDGETH_EXPORT_CACHE, else none)."""
     from edgeth.targets.lowering_cache import using
+    from edgeth.targets.provenance import shared_provenance
 
-    with using(cache):
+    with using(cache), shared_provenance():  # targets/provenance.py: FX passes without the quadratic copy
         return _export_bundle(Path(run_dir), Path(out), model, targets, precision, plans, image, audio, seed, seconds,
                               options, golden_calls, tar, threads, progress, quantize)
 

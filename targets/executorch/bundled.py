@@ -82,11 +82,46 @@ def attach_golden(artifact_dir: Path, artifact, inputs: list[list[Any]], outputs
     return [dest.name]
 
 
-def count_cases(buf: bytes) -> int:
-    from executorch.devtools.bundled_program.serialize import deserialize_from_flatbuffer_to_bundled_program
+def count_cases(buf: bytes, method: str = "forward") -> int:
+    """The number of test cases bundled for `method`, read from the BundledProgram flatbuffer's
+    tables (executorch/devtools/bundled_program/schema/bundled_program_schema.fbs: root
+    BundledProgram{version, method_test_suites, program}, BundledMethodTestSuite{method_name,
+    test_cases}). ExecuTorch's own deserializer decompiles the whole file, program and tensors
+    included, through flatc (about a second per program); this reads four offsets.
+    ValueError when the bytes are not a BundledProgram."""
+    import struct
 
-    bp = deserialize_from_flatbuffer_to_bundled_program(buf)
-    return sum(len(s.test_cases) for s in bp.method_test_suites if s.method_name == "forward")
+    def u32(at: int) -> int:
+        if at < 0 or at + 4 > len(buf):
+            raise ValueError("offset out of range")
+        return struct.unpack_from("<I", buf, at)[0]
+
+    def field(table: int, index: int) -> int | None:
+        """Absolute position of the object a table's offset field points to (None if absent)."""
+        vtable = table - struct.unpack_from("<i", buf, table)[0]
+        vsize = struct.unpack_from("<H", buf, vtable)[0] if 0 <= vtable <= len(buf) - 2 else 0
+        if 4 + 2 * index + 2 > vsize:
+            return None
+        off = struct.unpack_from("<H", buf, vtable + 4 + 2 * index)[0]
+        return None if off == 0 else table + off + u32(table + off)
+
+    if len(buf) < 8 or buf[4:8] != b"BP08":
+        raise ValueError("no BundledProgram file identifier (BP08)")
+    try:
+        root = u32(0)
+        suites = field(root, 1)
+        total = 0
+        for i in range(u32(suites) if suites is not None else 0):
+            at = suites + 4 + 4 * i
+            suite = at + u32(at)
+            name = field(suite, 0)
+            if name is None or buf[name + 4:name + 4 + u32(name)] != method.encode():
+                continue
+            cases = field(suite, 1)
+            total += u32(cases) if cases is not None else 0
+        return total
+    except struct.error:
+        raise ValueError("truncated BundledProgram") from None
 
 
 def verify_bundled(bpte_path: Path | str, rtol: float = 1e-5, atol: float = 1e-4) -> list[bool]:
