@@ -1,7 +1,8 @@
 """A content-addressed cache of lowered programs: one graph is lowered once, across exports.
 
 ExecuTorch's XNNPACK lowering (tens of ms per graph node, measured on 2 cores: 21 s for a
-213-node denoiser) and Core ML's ct.convert are the costliest steps of an export, and the same
+213-node denoiser), Core ML's ct.convert and, less so, torch.onnx.export (the FP32 model every
+ONNX and TensorRT artifact starts from) are the costliest steps of an export, and the same
 graph is often lowered again by a later export: a program pinned to FP32 is the same graph in
 an fp16, int8, int8-weights and mixed export; a mixed plan that keeps no layer float quantizes
 to the graph int8 gives (same calibration); re-exporting one target at a new precision leaves

@@ -99,8 +99,8 @@ def test_a_bundle_exported_through_the_cache_is_the_bundle_exported_without_it(t
     from edgeth.bundle.export import export_bundle
     from edgeth.targets.lowering_cache import STATS
 
-    targets = [t for t in ("executorch", "coreml") if t in bs.exportable_targets()]
-    if not targets:
+    targets = [t for t in ("executorch", "coreml", "onnx") if t in bs.exportable_targets()]
+    if not {"executorch", "coreml"} & set(targets):
         pytest.skip("neither ExecuTorch nor Core ML exports here")
     image, audio = bs.sample_media()
     run = bs.make_run(tmp_path / "run")
@@ -116,6 +116,7 @@ def test_a_bundle_exported_through_the_cache_is_the_bundle_exported_without_it(t
                 assert not delta, delta
             elif name == "miss":
                 assert delta and all(k.endswith(".miss") for k in delta), delta
+                assert {k.split(".")[0] for k in delta} == set(targets), delta  # every target's conversion went through it
             else:
                 assert delta and all(k.endswith(".hit") for k in delta), delta
     assert any(k.endswith(".pte") for k in files["plain"]), sorted(files["plain"])

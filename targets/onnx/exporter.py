@@ -5,7 +5,8 @@ non-fp32 plan the FP32 model is written to a temp file, quantizer.apply(program,
 fp32_path, plan, dest) writes the QDQ (s8s8 symmetric, which TensorRT also accepts) or
 FP16 model to dest and returns its report (the artifact report's "quantization"), and the
 result is checked again. TensorRT reuses `write_onnx` and
-`onnx_bytes` from here, so there is one ONNX exporter in edgeth.
+`onnx_bytes` from here, so there is one ONNX exporter in edgeth. With a lowering cache active
+(edgeth export --cache) a graph exported to ONNX before is not exported again.
 
 Everything is a single file (external_data=False, < 2 GB), written atomically and checked
 with onnx.checker.check_model(full_check=True) before it is renamed into place.
@@ -39,19 +40,31 @@ def preflight(program, precision: str = "fp32") -> list[PreflightIssue]:
 
 
 def _export_bytes(program) -> bytes:
+    """torch.onnx.export of the program's ExportedProgram; a graph exported before is taken from
+    the lowering cache (targets/lowering_cache.py) when one is active."""
+    import json
+
     import torch
 
+    from edgeth.targets import lowering_cache
+
     ep = export_program(program)
-    with tempfile.TemporaryDirectory(prefix="edgeth-onnx-") as td:
-        path = Path(td) / f"{program.name}.onnx"
-        try:
-            with quiet_python():
-                torch.onnx.export(ep, tuple(program.example_inputs), str(path), dynamo=True, opset_version=OPSET,
-                                  external_data=False, input_names=program.input_names,
-                                  output_names=program.output_names, verbose=False)
-        except Exception as e:
-            raise convert_failure("onnx", program.name, e, "export") from None
-        return path.read_bytes()
+
+    def build() -> tuple[lowering_cache.Files, dict[str, Any]]:
+        with tempfile.TemporaryDirectory(prefix="edgeth-onnx-") as td:
+            path = Path(td) / f"{program.name}.onnx"
+            try:
+                with quiet_python():
+                    torch.onnx.export(ep, tuple(program.example_inputs), str(path), dynamo=True, opset_version=OPSET,
+                                      external_data=False, input_names=program.input_names,
+                                      output_names=program.output_names, verbose=False)
+            except Exception as e:
+                raise convert_failure("onnx", program.name, e, "export") from None
+            return {"model.onnx": path.read_bytes()}, {}
+
+    io = json.dumps([program.input_names, program.output_names, OPSET])
+    files, _ = lowering_cache.cached("onnx", lowering_cache.graph_key(ep, f"onnx;{io}"), build)
+    return files["model.onnx"]
 
 
 def onnx_bytes(program) -> bytes:
