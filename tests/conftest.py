@@ -94,5 +94,12 @@ def pytest_xdist_make_scheduler(config, log):
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
 
-    config.option.loadscopereorder = False  # collection order: the long conformance exports first
+    config.option.loadscopereorder = False  # the order pytest_collection_modifyitems leaves
     return ByWorkUnit(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long units first (tests/xdist_units.py dispatch_rank), so the run does not end on one."""
+    from xdist_units import dispatch_rank
+
+    items.sort(key=lambda item: dispatch_rank(item.nodeid))  # stable: collection order within a rank
