@@ -91,8 +91,9 @@ class PeakMemory:
     A background thread samples every `interval` seconds (it sleeps between samples, so it
     barely competes with the measured code). Native allocations (ExecuTorch, ONNX Runtime,
     torch) count, unlike tracemalloc's Python-only view. File-backed pages do not: on a loaded
-    machine the kernel reclaims pages of mapped libraries while the code runs, which made the
-    plain RSS increase undercount a 64 MB allocation as 29 MB (CI).
+    machine the kernel may reclaim pages of mapped libraries while the code runs, which makes the
+    plain RSS increase undercount an allocation. What it sees is memory that became resident:
+    pages an allocator hands back from its free lists were resident already and do not count.
     """
 
     def __init__(self, interval: float = 0.002):
