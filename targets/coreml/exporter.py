@@ -31,9 +31,9 @@ from edgeth.targets.preflight import Rules, export_program, issues
 DEPLOYMENT_TARGET = "iOS16"
 # coremltools writes this beside model.mlmodel when it converts an EXIR-dialect program: a map
 # from ExecuTorch debug handles to MIL ops, read only by ExecuTorch's Core ML delegate tooling.
-# A standalone .mlpackage has no ExecuTorch handles to map, and the file's content followed
-# whatever other lowerings the process had run (CI: one export differed from the next by this
-# file alone), so edgeth does not ship it.
+# A standalone .mlpackage has no ExecuTorch handles to map (every entry maps null here), and on
+# CI two exports of one graph in one process differed by this file alone (not reproduced here:
+# repeated conversions gave identical bytes), so edgeth does not ship it.
 DEBUG_HANDLE_MAP = "executorch_debug_handle_mapping.json"
 RULES = Rules(
     grid_sample_modes=frozenset({"bilinear", "nearest"}),  # the MIL `resample` op has no bicubic
