@@ -35,6 +35,7 @@ def _targets(bundle: Path) -> dict:
         "audio": (F.wav_examples(), F.audio_target()),
         "junit": (F.junit_examples(), F.junit_target()),
         "tokens": (F.token_examples(), F.token_target()),
+        "polygraphy": (F.polygraphy_examples(), F.polygraphy_target()),
     }
 
 

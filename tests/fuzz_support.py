@@ -12,6 +12,9 @@ propagates. Targets:
                (the XML must parse back with every case present)
   tokens       VQTalker .motion files: valid, damaged, or forged headers with a matching CRC32
                (huge frame counts, G x R beyond any config, payloads that disagree) -> codec.from_bytes
+  polygraphy   golden calls of odd names, counts, dtypes, 0-d/empty shapes, NaN/inf values ->
+               the TensorRT target's Polygraphy data writer + tolerance flags (files must load
+               back equal with Polygraphy's own loaders; every bound finite)
 tests/test_fuzz.py runs a few hundred examples each; benchmarks/fuzz.py 10,000+ and counts outcomes.
 """
 from __future__ import annotations
@@ -260,5 +263,74 @@ def junit_target() -> Callable[[tuple, Path], str]:
             write_junit([rep], work / "j.xml")
             cases = ET.parse(work / "j.xml").getroot().findall(".//testcase")
             assert len(cases) == len(rows), (len(cases), len(rows))
+        return outcome(write)
+    return run
+
+
+# -- the Polygraphy golden-data writer ---------------------------------------------------------------
+_VALUES = st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 255.0, 1e-30, 1e30, 65504.0, np.nan, np.inf, -np.inf])
+
+
+def _array(shape: list[int], dtype: str, values: list[float]) -> np.ndarray:
+    v = np.resize(np.array(values), shape)
+    if dtype not in ("f4", "f2", "f8"):
+        v = np.nan_to_num(v, posinf=7, neginf=-7).clip(0, 200)
+    with np.errstate(over="ignore"):  # 1e30 -> inf in float16 is one of the cases
+        return v.astype(dtype)
+
+
+_ARRAY = st.builds(_array, st.lists(st.integers(0, 3), max_size=4),
+                   st.sampled_from(["f4", "f2", "f8", "i8", "i4", "u1", "?"]), st.lists(_VALUES, min_size=1, max_size=6))
+_NAME = st.sampled_from(["x", "t", "audio", "frame", "eps", "tokens", "input.1", "out:0", "a b"]) | st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=8)
+
+
+@st.composite
+def polygraphy_examples(draw) -> tuple:
+    """(precision, inputs [(name, [array per call])], outputs [(name, kind, [array per call])])."""
+    calls = draw(st.sampled_from([1, 1, 1, 2, 2, 3, 0]))
+    extra = draw(st.sampled_from([0] * 8 + [-1, 1]))  # sometimes one call too many or too few
+    arrays = lambda n: [draw(_ARRAY) for _ in range(max(n, 0))]  # noqa: E731
+    ins = [(draw(_NAME), arrays(calls)) for _ in range(draw(st.integers(1, 3)))]
+    outs = [(draw(_NAME), draw(st.sampled_from(["frames", "image", "motion", "latent", "indices", "tensor"])),
+             arrays(calls + extra)) for _ in range(draw(st.integers(1, 3)))]
+    return draw(st.sampled_from(["fp32", "fp16", "int8", "int8-weights", "mixed"])), ins, outs
+
+
+def polygraphy_target() -> Callable[[tuple, Path], str]:
+    """write_data + tolerance_args: the files must load back with Polygraphy's own loaders, equal
+    to what was written, and every bound must be a finite number Polygraphy can compare with."""
+    from polygraphy.comparator import RunResults
+    from polygraphy.json import load_json
+    from polygraphy.logger import G_LOGGER
+
+    from edgeth.targets.tensorrt.polygraphy_data import RUNNER, tolerance_args, write_data
+
+    def same(a, b) -> bool:
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+    def run(example: tuple, work: Path) -> str:
+        precision, ins, outs = example
+        n_calls = max((len(a) for _, a in ins), default=0)
+        inputs = [[a[i] for _, a in ins] for i in range(n_calls)]
+        outputs = [[a[i] for _, _, a in outs] for i in range(min(len(a) for _, _, a in outs))]
+
+        def write():
+            files = write_data(work, "prog", [n for n, _ in ins], [n for n, _, _ in outs], inputs, outputs)
+            args = tolerance_args([(n, k) for n, k, _ in outs], precision, outputs)
+            with G_LOGGER.verbosity(G_LOGGER.WARNING):
+                feeds = load_json(str(work / files[0]))
+                results = dict(RunResults.load(str(work / files[1])))[RUNNER]
+            assert len(feeds) == len(inputs) and len(results) == len(outputs)
+            for feed, call in zip(feeds, inputs):  # a later input of the same name wins, as in a feed dict
+                for (name, _), a in reversed(list(zip(ins, call))):
+                    assert name in feed
+                assert all(same(feed[n], a) for n, a in dict(zip([n for n, _ in ins], call)).items())
+            for res, call in zip(results, outputs):
+                assert all(same(res[n], a) for n, a in dict(zip([n for n, _, _ in outs], call)).items())
+            for flag, value in zip(args, args[1:]):
+                if flag in ("--atol", "--rtol"):
+                    bound = float(value.rsplit(":", 1)[1])
+                    assert math.isfinite(bound) and bound >= 0, (flag, value)
         return outcome(write)
     return run

@@ -77,3 +77,9 @@ def test_token_files_round_trip(stream):
     back = from_bytes(to_bytes(stream))
     assert back.levels == tuple(stream.levels) and back.fps == stream.fps
     np.testing.assert_array_equal(back.indices, stream.indices)
+
+
+@FUZZ
+@given(example=F.polygraphy_examples())
+def test_polygraphy_writer(example, work):
+    F.polygraphy_target()(example, work)

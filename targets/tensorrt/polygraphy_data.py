@@ -86,6 +86,28 @@ def polygraphy_args(recipe: dict[str, Any], inputs_file: str, outputs_file: str,
             "--load-inputs", inputs_file, "--load-outputs", outputs_file, *tol]
 
 
+def _feed(program: str, what: str, names: list[str], call: list[Any]) -> dict[str, Any]:
+    """{name: C-ordered array} for one call, refusing what Polygraphy would misread or compare badly:
+    unnamed or repeated names (a feed dict keeps one), a count that is not one array per name, and
+    references that are empty or not finite (no error bound can be derived from them)."""
+    import numpy as np
+
+    if len(set(names)) != len(names) or not all(names):
+        raise InputError(f"golden {what}s of {program!r} have empty or repeated names {names}",
+                         "re-export the bundle: every program input and output needs its own name")
+    if len(call) != len(names):
+        raise InputError(f"golden call of {program!r} has {len(call)} {what}s for {len(names)} names {names}",
+                         "re-export the bundle (its golden files do not match the program's signature)")
+    feed = {}
+    for name, a in zip(names, call):
+        a = np.asarray(a, order="C")  # keeps 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)
+        if what == "output" and (a.size == 0 or (a.dtype.kind in "fc" and not np.isfinite(a).all())):
+            raise InputError(f"golden output {name!r} of {program!r} is empty or not finite",
+                             "the FP32 reference is broken: fix the model or its golden inputs and re-export")
+        feed[name] = a
+    return feed
+
+
 def write_data(folder: Path, program: str, input_names: list[str], output_names: list[str],
                inputs: list[list[Any]], outputs: list[list[Any]]) -> tuple[str, str]:
     """<program>.inputs.json + <program>.outputs.json in Polygraphy's formats; returns their names."""
@@ -100,10 +122,10 @@ def write_data(folder: Path, program: str, input_names: list[str], output_names:
     if not inputs or len(inputs) != len(outputs):
         raise InputError(f"golden vectors for {program!r}: {len(inputs)} input sets, {len(outputs)} output sets",
                          "pass one list of outputs per list of inputs (at least one call)")
-    feeds = [{n: np.ascontiguousarray(a) for n, a in zip(input_names, call)} for call in inputs]
+    feeds = [_feed(program, "input", input_names, call) for call in inputs]
     results = RunResults()
-    results.append((RUNNER, [IterationResult(outputs={n: np.ascontiguousarray(a) for n, a in zip(output_names, call)},
-                                             runner_name=RUNNER) for call in outputs]))
+    results.append((RUNNER, [IterationResult(outputs=_feed(program, "output", output_names, call), runner_name=RUNNER)
+                             for call in outputs]))
     names = (f"{program}.inputs.json", f"{program}.outputs.json")
     with G_LOGGER.verbosity(G_LOGGER.WARNING):  # no "[I] Saving ..." lines
         with atomic_path(Path(folder) / names[0]) as tmp:
