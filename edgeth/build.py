@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,7 @@ def build(out: str | Path, cfg: BuildConfig = BuildConfig(), *, progress: bool =
 
     out = Path(out)
     family = resolve_model(cfg.model)
+    cfg = _sampler_steps(family, cfg, progress)
     precisions = tuple(dict.fromkeys(parse_precision(p) for p in cfg.precisions))
     names = list(cfg.targets) if cfg.targets else target_names()
     for n in names:
@@ -224,6 +225,20 @@ def _export(run: Path, ckpt_hash: str, out: Path, prec: str, targets: list[str],
         except EdgethError as e:
             fails[f"{t} {prec}"] = _why(e)
     return got, fails
+
+
+def _sampler_steps(family, cfg: BuildConfig, progress: bool) -> BuildConfig:
+    """`cfg` with `steps` kept only for a family whose pipeline has a `steps` option: the demo's
+    default is dropped, with a line, for one without a sampler (VQTalker predicts its tokens in
+    R passes); another value asked for such a family is an error."""
+    if not cfg.steps or any(o.name == "steps" for o in family.options()):
+        return cfg
+    if cfg.steps != DEMO_SAMPLER_STEPS:
+        raise InputError(f"--steps {cfg.steps}: model {family.name!r} has no sampler steps option",
+                         f"drop --steps; its options: {', '.join(o.name for o in family.options()) or '(none)'}")
+    if progress:
+        print(f"note: {family.name} has no sampler steps; the golden run uses its own schedule", flush=True)
+    return replace(cfg, steps=None)
 
 
 def _why(e: EdgethError) -> str:

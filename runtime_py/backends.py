@@ -38,6 +38,11 @@ SIMULATORS: dict[str, str] = {"coreml-sim": "edgeth.targets.coreml.sim"}
 TARGET_BACKEND = {t: b for b, t in BACKENDS.items() if t and b not in SIMULATORS}
 
 
+def simulator_for(target: str) -> tuple[str, str] | None:
+    """(backend, module) of the simulator that runs `target`'s artifacts, or None."""
+    return next(((b, m) for b, m in SIMULATORS.items() if BACKENDS[b] == target), None)
+
+
 def backend_label(backend: str) -> str:
     """How a backend is named to people: simulators say that they are one."""
     if backend in SIMULATORS:

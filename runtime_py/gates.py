@@ -168,15 +168,29 @@ def bundled_atol(bundle, program: str, target: str) -> float:
     return min(atols) if atols else 1e-4
 
 
-def gate1_note(bundle, target: str | None, runs_here: bool = True) -> str | None:
-    """One line when gate 1 cannot be checked for `target` (None when it can)."""
+def gate1_note(bundle, target: str | None, runs_here: bool = True, backend: str | None = None) -> str | None:
+    """One line when gate 1 cannot be checked for `target`, or when what it compares with was
+    computed by a simulator (Core ML artifacts exported on Linux); None otherwise. `backend`:
+    the backend being verified, when it is not the target's own runtime (e.g. coreml-sim)."""
     if not target:
         return None
+    rec = bundle.manifest["targets"].get(target, {})
     lacking = [p for p in bundle.program_names if not _artifact(bundle, p, target).get("expected")
                and _artifact(bundle, p, target)]
+    sim = rec.get("simulated_at_export")
+    if sim and rec.get("not_simulated") and lacking:
+        why = next(iter(rec["not_simulated"].values()))
+        return (f"note: gate 1 (runtime) not checked for {target} programs {', '.join(lacking)}: their runtime is absent "
+                f"where they were exported and {sim} could not run them ({why}); gate 2 (quality) only")
     if not lacking:
-        return None
-    if not bundle.manifest["targets"].get(target, {}).get("verified_at_export", True) or not runs_here:
+        if not sim:
+            return None
+        if backend == sim:
+            return (f"note: gate 1 (runtime) on {sim} compares it with its own outputs recorded at export (a "
+                    f"determinism check); on a device it compares {target} with {sim}'s outputs of the same artifact")
+        return (f"note: gate 1 (runtime) compares {target} with the outputs {sim} computed for the same artifacts at "
+                f"export ({target}'s runtime was absent there): a simulation of {target} semantics, not {target} itself")
+    if not rec.get("verified_at_export", True) or not runs_here:
         return (f"note: gate 1 (runtime) not checked for {target}: its artifacts were exported where they cannot "
                 f"run, so the bundle has no host outputs of them; re-export on a host that runs {target}")
     return (f"note: gate 1 (runtime) not checked for {target}: this bundle has no per-artifact expected outputs "

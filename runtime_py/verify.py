@@ -244,10 +244,10 @@ def verify_bundled_programs(bundle, target: str) -> list[Check]:
     return checks
 
 
-def _gate1_notes(bundle, target: str | None) -> list[str]:
+def _gate1_notes(bundle, target: str | None, backend: str | None = None) -> list[str]:
     from edgeth.runtime_py.gates import gate1_note
 
-    note = gate1_note(bundle, target)
+    note = gate1_note(bundle, target, backend=backend)
     return [note] if note else []
 
 
@@ -273,7 +273,7 @@ def verify_bundle(bundle, backend: str = "torch", *, threads: int | None = None,
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     rep = Report(str(bundle.source), backend)
     call = program_call(bundle, backend, threads)  # raises if the backend cannot run here
-    rep.notes += _gate1_notes(bundle, target_for_backend(backend))
+    rep.notes += _gate1_notes(bundle, target_for_backend(backend), backend)
     if programs:
         rep.checks += verify_programs(bundle, call, target_for_backend(backend), progress)
         rep.checks += verify_bundled_programs(bundle, target_for_backend(backend))

@@ -208,3 +208,45 @@ def assert_clean_error(r: subprocess.CompletedProcess, code: int, *words: str) -
     assert "Traceback" not in r.stderr
     for w in words:
         assert w.lower() in lines[0].lower(), lines[0]
+
+
+def other_executions(bundle, target: str, name: str, full: bool = True):
+    """(label, run) for the same artifact run other ways than verify runs it: thread counts, and
+    for ONNX Runtime its graph-optimization levels. `full=False`: one cheap other way each
+    (1 thread; ONNX Runtime with graph optimizations off), what the conformance suite runs."""
+    from edgeth.targets import get_target
+
+    for threads in ((1, 2) if full else (1,)):
+        r = get_target(target).runner(bundle.artifact_dir(target), bundle.entry(name, target), threads)
+        yield f"{threads} thread(s)", lambda ins, r=r: list(r(*ins))
+    if target == "onnx":
+        import onnxruntime as ort
+
+        from edgeth.targets.onnx.runner import session as onnx_session
+
+        path = bundle.artifact_dir("onnx") / bundle.entry(name, "onnx")["files"][0]
+        levels = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+        for level in (levels if full else levels[:1]):
+            for threads in ((1, 2) if full else (1,)):
+                sess = onnx_session(path, threads, level)
+                names = [i.name for i in sess.get_inputs()]
+                yield f"onnxruntime {level.name}, {threads} thread(s)", \
+                    lambda ins, s=sess, n=names: s.run(None, dict(zip(n, ins)))
+
+
+def gate1_across_executions(bundle, target: str, full: bool = True) -> list[str]:
+    """Every program's gate-1 (runtime/...) checks for each other execution of its artifact:
+    the failures as "program via label: check: worst" (empty: the bounds hold)."""
+    from edgeth.runtime_py.verify import compare_program
+
+    bad = []
+    for name in bundle.program_names:
+        calls = bundle.golden_calls(name)
+        for label, run in other_executions(bundle, target, name, full):
+            checks = [c for c in compare_program(bundle, name, target, [run(ins) for ins, _ in calls], calls)
+                      if c.name.startswith("runtime/")]
+            if not checks:
+                bad.append(f"{name} via {label}: no gate-1 checks (no expected outputs recorded)")
+            bad += [f"{name} via {label}: {c.name}: {c.worst}" for c in checks if not c.passed]
+    return bad
+

@@ -141,9 +141,10 @@ def _assert_clean(case: str, rep) -> None:
 
 def simulator_for(target: str) -> str | None:
     """A backend that simulates `target`'s runtime here (coreml-sim for Core ML), if any."""
-    from edgeth.runtime_py.backends import BACKENDS, SIMULATORS
+    from edgeth.runtime_py.backends import simulator_for as sim
 
-    return next((b for b in SIMULATORS if BACKENDS.get(b) == target), None)
+    found = sim(target)
+    return found[0] if found else None
 
 
 def _declared(case: str, condition: str) -> tuple[str, str]:

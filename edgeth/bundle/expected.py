@@ -12,8 +12,16 @@ The artifact's manifest record gets `expected: {"file", "calls"}` (the file is h
 every other file). ExecuTorch artifacts at any precision other than fp32 have their
 `<program>.bpte` rewritten to embed these outputs instead of the FP32 ones, so the
 BundledProgram verifier checks INT8/FP16 programs on the phone too (within the RUNTIME
-bound of edgeth/tolerances.py). Artifacts that cannot run here (Core ML on Linux, TensorRT)
-get none; verify says gate 1 needs them.
+bound of edgeth/tolerances.py).
+
+Who computes them: the target's own runtime where it runs here. Where it does not but a
+simulator of it does (Core ML on Linux: `coreml-sim`, runtime_py/backends.SIMULATORS), the
+simulator runs the artifact instead and the record says so (`expected.source`, the target's
+`simulated_at_export`): on a Mac, `edgeth verify --backend coreml` and an iPhone's dumps are
+then compared with what coreml-sim computed for the same .mlpackage — a simulation of Core ML
+semantics (fp32 arithmetic, fp16 storage), so a device within the RUNTIME bound runs it as
+the simulation does. Artifacts that nothing here can run (TensorRT) get none; verify says gate 1
+needs them.
 """
 from __future__ import annotations
 
@@ -29,16 +37,41 @@ def expected_file(target: str, program: str) -> str:
     return f"golden/{target}/{program}.npz"
 
 
+def export_runner(target: str, artifact_dir: Path, entry: dict[str, Any], threads: int | None):
+    """(runner, source) that computes `target`'s expected outputs on this machine: the target's
+    runtime (source None), else its simulator (source = the simulator backend's name), else
+    (None, why not). A simulator that cannot load the artifact (an op it lacks) is a why-not,
+    not an export failure: the artifact is still exported, gate 1 just cannot be recorded."""
+    from edgeth.errors import EdgethError
+    from edgeth.runtime_py.backends import simulator_for
+    from edgeth.targets import get_target
+
+    tgt = get_target(target)
+    if tgt.runtime_available().ok:
+        return tgt.runner(artifact_dir, entry, threads), None
+    sim = simulator_for(target)
+    if sim is None:
+        return None, tgt.runtime_available().reason
+    import importlib
+
+    try:
+        return importlib.import_module(sim[1]).make_runner(artifact_dir, entry, threads), sim[0]
+    except EdgethError as e:
+        return None, f"{sim[0]} cannot run {entry.get('name')}: {e.what}"
+
+
 def record_expected(root: Path, program: dict[str, Any], target: str,
-                    calls: list[tuple[list[np.ndarray], list[np.ndarray]]], got: list[list[np.ndarray]]) -> None:
+                    calls: list[tuple[list[np.ndarray], list[np.ndarray]]], got: list[list[np.ndarray]],
+                    source: str | None = None) -> None:
     """Save the host outputs `got` (one list per golden call) of `program`'s `target` artifact and
-    note them in its record; re-embed them into a non-FP32 ExecuTorch .bpte."""
+    note them in its record (`source`: the simulator that computed them, if not the target's
+    runtime); re-embed them into a non-FP32 ExecuTorch .bpte."""
     names = [s["name"] for s in program["outputs"]]
     rel = expected_file(target, program["name"])
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
     G.save_npz(root / rel, {f"out_{n}": np.stack([np.asarray(g[j]) for g in got]) for j, n in enumerate(names)})
     art = program["artifacts"][target]
-    art["expected"] = {"file": rel, "calls": len(got)}
+    art["expected"] = {"file": rel, "calls": len(got), **({"source": source} if source else {})}
     if art.get("precision", "fp32") != "fp32":
         _reattach(root / target, program["name"], target, art, [c[0] for c in calls], got)
 

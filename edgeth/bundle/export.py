@@ -157,7 +157,7 @@ def _export_bundle(run_dir: Path, out: Path, model, targets, precision, plans, i
         manifest = R.json_clean(manifest)
         checks, verified = _verify_exports(tmp, manifest, ref.recorder, threads, progress)
         for tg, rec in manifest["targets"].items():
-            rec["verified_at_export"] = tg in verified  # False: exported here, runs elsewhere (Core ML on Linux)
+            rec.update(verified[tg])  # verified_at_export False: runs elsewhere (Core ML on Linux, TensorRT)
         t["verify"] = time.perf_counter()
         manifest["created"]["seconds"] = _durations(t)
         manifest["files"] = hash_tree(tmp)
@@ -344,39 +344,48 @@ def _golden_files(root: Path, programs: list, recorder: G.GoldenRecorder) -> dic
 
 
 def _verify_exports(root: Path, manifest: dict, recorder: G.GoldenRecorder, threads: int | None,
-                    progress: bool) -> tuple[list, set[str]]:
+                    progress: bool) -> tuple[list, dict[str, dict[str, Any]]]:
     """Run every exported program on its golden calls; CheckFailed if any output misses its
     "broken export" floor. What each artifact returned is recorded as its expected outputs
     (gate 1, edgeth/bundle/expected.py).
 
-    Returns (checks, targets that could run here and were verified)."""
+    Returns (checks, {target: its manifest fields}): `verified_at_export` (its runtime ran every
+    program), and where the runtime is absent here but a simulator ran the artifacts (Core ML on
+    Linux) `simulated_at_export` = the simulator's backend, with `not_simulated` {program: why}
+    for any it could not run. A simulator's checks are named after it ("coreml-sim:coreml/...")."""
     from tqdm import tqdm
 
-    from edgeth.bundle.expected import record_expected
+    from edgeth.bundle.expected import export_runner, record_expected
     from edgeth.bundle.io import Bundle
     from edgeth.runtime_py.backends import check_inputs
     from edgeth.runtime_py.gates import compare_calls
-    from edgeth.targets import get_target
 
     bundle = Bundle(root, manifest, root)
-    checks, verified = [], set()
+    checks, ran, missed = [], {}, {}
     items = [(tg, p["name"]) for tg in manifest["targets"] for p in manifest["programs"]]
     for tg, name in tqdm(items, desc="verify", unit="program", disable=not progress, leave=False):
-        tgt = get_target(tg)
-        if not tgt.runtime_available().ok:
-            continue  # exported here, runs elsewhere (e.g. Core ML on Linux); `edgeth verify` runs it there
-        verified.add(tg)
-        run = tgt.runner(root / tg, bundle.entry(name, tg), threads)
+        run, source = export_runner(tg, root / tg, bundle.entry(name, tg), threads)
+        if run is None:  # nothing here runs it (TensorRT): `edgeth verify` runs it on the device
+            missed.setdefault(tg, {})[name] = source
+            continue
+        ran.setdefault(tg, set()).add(source)
         ins_specs, _ = bundle.specs(name)
         calls = recorder.calls[name]
         got = [list(run(*check_inputs(name, ins_specs, ins))) for ins, _ in calls]
-        record_expected(root, bundle.program(name), tg, calls, got)
+        record_expected(root, bundle.program(name), tg, calls, got, source)
         pairs = [(i, ref, g) for i, ((_, ref), g) in enumerate(zip(calls, got))]
         for c in compare_calls(bundle, name, pairs, lambda o: bundle.tolerance(name, o, tg), "program", len(calls)):
-            c.name = f"{tg}/{c.name}"
+            c.name = f"{source + ':' if source else ''}{tg}/{c.name}"
             checks.append(c)
     bad = [c for c in checks if not c.passed]
     if bad:
         raise CheckFailed("exported programs miss FP32 parity: " + "; ".join(f"{c.name}: {c.worst}" for c in bad[:6]),
                           "the export is wrong; nothing was written (EDGETH_DEBUG=1 for details)")
+    verified = {}
+    for tg in manifest["targets"]:
+        sources = ran.get(tg, set())
+        verified[tg] = {"verified_at_export": sources == {None}}
+        sims = sorted(s for s in sources if s)
+        if sims:
+            verified[tg].update(simulated_at_export=sims[0], **({"not_simulated": missed[tg]} if tg in missed else {}))
     return checks, verified

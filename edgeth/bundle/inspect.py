@@ -41,6 +41,14 @@ def _report(rep: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ran_at_export(rec: dict) -> str:
+    if rec.get("verified_at_export", True):
+        return ""
+    if rec.get("simulated_at_export"):
+        return f", simulated at export on {rec['simulated_at_export']}"
+    return ", not run at export"
+
+
 def describe(bundle) -> list[str]:
     m = bundle.manifest
     mod = m["model"]
@@ -48,8 +56,7 @@ def describe(bundle) -> list[str]:
            f"format   {m['format']} v{m['format_version']}, created {m['created']['at']}"
            + (f" in {sum(m['created'].get('seconds', {}).values()):.0f} s" if m["created"].get("seconds") else ""),
            f"model    {mod['family']} (preset {mod.get('preset') or '?'}), checkpoint sha256 {mod['checkpoint_sha256'][:16]}…",
-           "targets  " + (", ".join(f"{t} ({r['precision']}{'' if r.get('verified_at_export', True) else ', not run at export'})"
-                                    for t, r in sorted(m["targets"].items()))
+           "targets  " + (", ".join(f"{t} ({r['precision']}{_ran_at_export(r)})" for t, r in sorted(m["targets"].items()))
                           or "none (reference only: runs on the torch backend)"),
            "", "programs"]
     for p in m["programs"]:

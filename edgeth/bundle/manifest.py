@@ -10,14 +10,17 @@ Format version 1. Top-level fields:
   model             {"family", "preset", "checkpoint_sha256", "reference": [bundle paths]}
   precision         the precision asked for at export ("fp32", ...)
   targets           {target: {"precision", "tolerances": {"frames": {...}, <stage>: {...}},
-                              "verified_at_export": bool (False: its runtime was absent, e.g. Core ML on Linux)}}
+                              "verified_at_export": bool (False: its runtime was absent, e.g. Core ML on Linux),
+                              "simulated_at_export": backend that ran it instead (coreml-sim), if any,
+                              "not_simulated": {program: why the simulator could not run it}}}
   programs          [{"name", "inputs": [TensorSpec], "outputs": [TensorSpec], "flops",
                       "float_only", "meta",
                       "golden": {"file", "calls", "calls_total"},
                       "artifacts": {target: {"files": [paths relative to BUNDLE/<target>/],
                                              "precision", "quantization", "report",
                                              "preflight": [issues], "tolerances": {output: {...}},
-                                             "export_parity": {output: metrics}}}}]
+                                             "export_parity": {output: metrics},
+                                             "expected": {"file", "calls", "source"?: simulator}}}}]
   pipeline          PipelineSpec.to_json(): kind, programs in order, sampler, window,
                     audio frontend, fps, image size, normalization
   golden            {"file": "golden/pipeline.npz", "seed", "options", "noise": [names],
