@@ -125,3 +125,18 @@ def test_a_failing_target_fails_alone(monkeypatch, tmp_path):
     assert calls == [["executorch", "onnx"], ["executorch"], ["onnx"]]
     assert got == {"int8-executorch": tmp_path / "bundles" / "int8-executorch"}
     assert list(fails) == ["onnx int8"] and fails["onnx int8"].startswith("export parity failed: ")
+
+
+def test_the_demo_sampler_steps_apply_only_to_families_with_a_sampler():
+    """`edgeth build --model vqtalker` failed every export with "unknown option 'steps'": the demo's
+    default of 10 sampler steps was passed to a family that has no sampler."""
+    from edgeth.build import DEMO_SAMPLER_STEPS, BuildConfig, _sampler_steps
+    from edgeth.errors import InputError
+    from edgeth.models import get_model
+
+    assert _sampler_steps(get_model("ifmdm"), BuildConfig(), False).steps == DEMO_SAMPLER_STEPS
+    assert _sampler_steps(get_model("mdcf"), BuildConfig(steps=4), False).steps == 4
+    assert _sampler_steps(get_model("vqtalker"), BuildConfig(), False).steps is None
+    assert _sampler_steps(get_model("vqtalker"), BuildConfig(steps=None), False).steps is None
+    with pytest.raises(InputError, match="no sampler steps option"):
+        _sampler_steps(get_model("vqtalker"), BuildConfig(steps=4), False)
