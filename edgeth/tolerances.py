@@ -1,7 +1,7 @@
 """The tolerance tables, keyed by (precision, output kind). Copied into every manifest.
 
 Metrics: max_abs / mean_abs (absolute), cosine (min), sqnr_db (min), psnr_db (min, images),
-token_agreement (min, indices), max_lsb8 / mean_lsb8 (|got - expected| in 8-bit steps of
+token_agreement (min, indices), max_lsb8 / mean_lsb8 / bias_lsb8 (|got - expected| in 8-bit steps of
 the expected output's range, see runtime_py/parity.py). A check passes when every listed
 metric meets its bound. Three tables, one question each (quantize/README.md has the why):
 
@@ -78,18 +78,26 @@ FLOORS = TOLERANCES  # the non-fp32 rows above are the "broken export" floors
 
 # Gate 1 (RUNTIME). An artifact run twice on correct CPU kernels differs only by how the
 # kernels round: FP32 by accumulation order (~1e-6 here; the fp32 row's 1e-4 caught the
-# XNNPACK tanh-GELU-as-exact-GELU bug, 4.7e-4 off); INT8 by requantization ties resolved
-# differently (integer QLinearConv vs dequantize-float-quantize), which flip single
-# values by one step and propagate sparsely: measured on the bundlefix INT8 renderer
-# (ONNX Runtime graph optimizations off vs on) ≤ 2.97 steps at the output on 0.07 % of the
-# elements, mean 0.0019 steps; 1 and 2 threads were bit-identical on both runtimes. A
-# kernel bug is systematic instead: one channel of 12 off by one step is a mean of 0.083
-# steps, a whole tensor off by half a step is 0.5. So: at most 4 steps anywhere and a mean
-# under 0.05 steps (25x the measured). FP16: accumulation order and which ops ONNX Runtime
-# fuses (in FP32 inside) move every element by FP16 ulps: measured on the bundlefix FP16
-# denoiser (optimizations off vs on) ≤ 0.095 steps, mean 0.0265; so 0.5 max / 0.1 mean. A
-# bug smaller than FP16's own spread between kernels (the 4.7e-4 GELU one) hides there.
-_RT_INT8 = {"max_lsb8": 4.0, "mean_lsb8": 0.05}
+# XNNPACK tanh-GELU-as-exact-GELU bug, 4.7e-4 off). INT8 by which float ops run between a
+# DQ and a Q (ONNX Runtime fuses QDQ into integer kernels at its default level, runs them as
+# dequantize-float-quantize with optimizations off, and fuses differently per CPU and
+# execution provider): a value rounded to the other side flips by one step of that tensor's
+# scale and the flip propagates. Measured, the same ONNX at ORT_ENABLE_ALL (what export
+# records) vs ORT_ENABLE_BASIC and ORT_DISABLE_ALL, on the tiny fixtures of all three families
+# at int8/int8-weights/mixed, in 8-bit steps of each output's range: mean up to 1.04 (MDCF
+# latent denoiser: 37 % of its outputs one scale step = 2.7 such steps off), max up to 9.0 on
+# tensors and 53.7 on frames (a warp sampling across an edge, 0.04 % of pixels), bias (the
+# largest |mean difference| of one channel/row/frame slice, parity.bias_lsb8) up to 0.84.
+# ExecuTorch and ONNX Runtime at 1 and 2 threads were bit-identical. A kernel bug is
+# systematic instead: a channel off by 2 steps is a bias of 2 with a tiny mean. So INT8:
+# bias <= 1.5 and mean <= 2 steps, max <= 12 steps on tensors and <= 64 on images (a weak
+# bound: edges under warping move that far legitimately). A bug that scatters (a few values
+# off anywhere) hides inside that spread. FP16: accumulation order and fusions that compute
+# in FP32 inside move elements by FP16 ulps: measured (same three levels, all families)
+# <= 0.20 steps, mean <= 0.007; so 0.5 max / 0.1 mean. A bug smaller than FP16's own spread
+# between kernels (the 4.7e-4 GELU one) hides there.
+_RT_INT8 = {"max_lsb8": 12.0, "mean_lsb8": 2.0, "bias_lsb8": 1.5}
+_RT_INT8_IMAGE = {"max_lsb8": 64.0, "mean_lsb8": 2.0, "bias_lsb8": 1.5}
 _RT_FP16 = {"max_lsb8": 0.5, "mean_lsb8": 0.1}
 
 
@@ -103,9 +111,9 @@ _TENSOR_KINDS = ("motion", "features", "latent", "noise", "tensor")
 RUNTIME: dict[str, dict[str, dict[str, float]]] = {
     "fp32": _rows({"max_abs": 1e-4}, {"token_agreement": 1.0}),
     "fp16": _rows(_RT_FP16, {"token_agreement": 0.999}),
-    "int8": _rows(_RT_INT8, {"token_agreement": 0.999}),  # one flipped token in 1000 (ties before rounding)
-    "int8-weights": _rows(_RT_INT8, {"token_agreement": 0.999}),  # dynamic INT8: activations requantized per call
-    "mixed": _rows(_RT_INT8, {"token_agreement": 0.999}),
+    "int8": _rows(_RT_INT8, {"token_agreement": 0.999}, _RT_INT8_IMAGE),  # a token in 1000 (ties before rounding)
+    "int8-weights": _rows(_RT_INT8, {"token_agreement": 0.999}, _RT_INT8_IMAGE),  # activations requantized per call
+    "mixed": _rows(_RT_INT8, {"token_agreement": 0.999}, _RT_INT8_IMAGE),
 }
 
 # Gate 2 (QUALITY), vs the FP32 reference. 30 dB worst frame is where lossy video reads as

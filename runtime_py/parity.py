@@ -11,6 +11,10 @@ Metrics (ref = PyTorch FP32 reference, got = the port's output):
   max_lsb8, mean_lsb8 max / mean |ref-got| in 8-bit steps of the reference's range
                       ((max(ref) - min(ref)) / 255): an INT8 program's rounding unit,
                       whatever its output scale (gate 1, edgeth/tolerances.py RUNTIME)
+  bias_lsb8           the largest |mean of (got-ref)| over one slice of the output — one index
+                      along one axis (a channel, a frame, a row), slices of >= 32 elements —
+                      in the same steps: a systematic error (a channel off, a wrong bias or
+                      scale) where max/mean see scattered rounding flips of legitimate kernels
   flow_smoothness     FS(x) = mean |x[t+1] - 2 x[t] + x[t-1]| over t and all other axes:
                       the mean magnitude of the second temporal difference of a sequence
                       (frames [T,H,W,C] or motion [T,D]); 0 for motion with constant velocity.
@@ -36,9 +40,9 @@ from typing import Any
 import numpy as np
 
 # metrics where smaller is better: the bound is a maximum
-UPPER_BOUNDED = ("max_abs", "mean_abs", "flow_smoothness_rel", "max_lsb8", "mean_lsb8")
+UPPER_BOUNDED = ("max_abs", "mean_abs", "flow_smoothness_rel", "max_lsb8", "mean_lsb8", "bias_lsb8")
 ALL_METRICS = ("max_abs", "mean_abs", "cosine", "sqnr_db", "psnr_db", "ssim", "token_agreement",
-               "flow_smoothness_rel", "max_lsb8", "mean_lsb8")
+               "flow_smoothness_rel", "max_lsb8", "mean_lsb8", "bias_lsb8")
 
 
 def _f64(a: Any) -> np.ndarray:
@@ -96,6 +100,19 @@ def max_lsb8(ref, got) -> float:
 
 def mean_lsb8(ref, got) -> float:
     return mean_abs(ref, got) / _lsb8(ref)
+
+
+BIAS_SLICE_MIN = 32  # elements a slice needs for its mean to say "systematic" rather than "one flip"
+
+
+def bias_lsb8(ref, got) -> float:
+    d = _f64(got) - _f64(ref)
+    worst = 0.0
+    for ax in range(d.ndim):
+        if d.shape[ax] > 1 and d.size // d.shape[ax] >= BIAS_SLICE_MIN:
+            means = d.mean(axis=tuple(a for a in range(d.ndim) if a != ax))
+            worst = max(worst, float(np.abs(means).max()))
+    return worst / _lsb8(ref)
 
 
 def data_range(ref) -> float:
@@ -201,7 +218,8 @@ def metrics_for(kind: str, ref, got, wanted: tuple[str, ...] = ()) -> dict[str, 
     names += [w for w in wanted if w not in names]
     fns = {"max_abs": max_abs, "mean_abs": mean_abs, "cosine": cosine, "sqnr_db": sqnr_db,
            "psnr_db": psnr_db, "ssim": ssim, "token_agreement": token_agreement,
-           "flow_smoothness_rel": flow_smoothness_rel, "max_lsb8": max_lsb8, "mean_lsb8": mean_lsb8}
+           "flow_smoothness_rel": flow_smoothness_rel, "max_lsb8": max_lsb8, "mean_lsb8": mean_lsb8,
+           "bias_lsb8": bias_lsb8}
     out = {}
     for n in names:
         if n not in fns:

@@ -112,6 +112,10 @@ def run_case(family: str, target: str, precision: str, export) -> tuple[str, str
 
     rep = verify_bundle(bundle, tgt.backend)
     _assert_clean(case, rep)
+    from bundle_support import gate1_across_executions
+
+    bad = gate1_across_executions(bundle, target, full=False)  # issue 19: the bounds hold between real runs
+    assert not bad, f"{case}: gate 1 does not hold across executions of one artifact: " + "; ".join(bad[:4])
     if tgt.backend == "onnxruntime":  # what a CPU without VNNI runs must load too (targets/onnx/runner.py)
         from edgeth.targets.onnx.runner import session
 
