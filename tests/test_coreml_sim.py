@@ -70,6 +70,32 @@ def test_every_fixture_program_every_precision_matches_torch(exported):
             assert 1e-5 < np.abs(y - _reference(p, x)).max() < 1e-2
 
 
+def test_coreml_sim_matches_core_ml_itself_on_macos(exported, capsys):
+    """Where Core ML's predict() exists (macOS), every fixture program at every precision runs
+    both ways, CPU_ONLY, and the gap is printed (`pytest -s`) and held to the gate-1 (RUNTIME)
+    bound that Core ML bundles exported on Linux are judged by against coreml-sim's outputs."""
+    from edgeth.runtime_py import parity
+    from edgeth.tolerances import runtime_for
+
+    t = get_target("coreml")
+    if not t.runtime_available().ok:
+        pytest.skip(f"needs Core ML itself: {t.runtime_available().reason}")
+    import coremltools as ct
+
+    for (prec, name), (p, d, art) in exported.items():
+        sim = _sim(p, art, d)
+        pkg = d / next(f for f in art.files if f.endswith(".mlpackage"))
+        model = ct.models.MLModel(str(pkg), compute_units=ct.ComputeUnit.CPU_ONLY)
+        for x in _samples(p, 2, seed=7):
+            (y_sim,) = sim(*x)
+            y_ml = np.asarray(next(iter(model.predict({s.name: a for s, a in zip(p.inputs, x)}).values())), np.float32)
+            kind = p.outputs[0].kind
+            c = parity.compare(kind, y_sim, y_ml.reshape(y_sim.shape), runtime_for(prec, kind))
+            with capsys.disabled():
+                print(f"coreml-sim vs Core ML CPU_ONLY {prec} {name}: {c.worst}")
+            assert c.passed, f"{prec} {name}: {c.worst}"
+
+
 class _Overflow(torch.nn.Module):
     """(1000 x)^2 / 1e6 = x^2: fine in FP32, inf in FP16 once |1000 x| > 256."""
 
