@@ -54,6 +54,19 @@ def op_profile(pte: Path, inputs: list, runs: int = 5, threads: int | None = Non
             "portable_ops": portable}
 
 
+def _input_keys(pte: Path, files: list[str]) -> list[str]:
+    """The golden file's in_<name> keys in the program's input order: the bundle manifest's
+    (BUNDLE/executorch/<program>.pte) when there is one, else the file's own order."""
+    import json
+
+    manifest = pte.resolve().parent.parent / "manifest.json"
+    if manifest.is_file():
+        progs = {p["name"]: p for p in json.loads(manifest.read_text())["programs"]}
+        if pte.stem in progs:
+            return [f"in_{s['name']}" for s in progs[pte.stem]["inputs"]]
+    return [k for k in files if k.startswith("in_")]
+
+
 def main(argv=None) -> int:
     import numpy as np
 
@@ -64,7 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args(argv)
     z = np.load(a.inputs)
-    inputs = [z[k][0] for k in z.files if k.startswith("in_")]
+    inputs = [z[k][0] for k in _input_keys(a.pte, z.files)]
     prof = op_profile(a.pte, inputs, a.runs, a.threads, top=20)
     print(f"delegated (XNNPACK) share: {prof['delegated_share']:.0%}; portable kernels: {', '.join(prof['portable_ops']) or '-'}")
     for n, s, d in prof["ops"]:

@@ -150,3 +150,22 @@ def test_bench_cli_json(fixture_bundle, tmp_path):
     assert all(row["frames"] == 8 for row in res["pipeline"])
     bad = CliRunner().invoke(cli, ["bench", str(fixture_bundle["bundle"]), "--backend", "nope"])
     assert bad.exit_code != 0
+
+
+def test_et_profile_feeds_golden_inputs_in_the_programs_order(tmp_path):
+    """benchmarks/et_profile.py fed VQTalker's token_generator its golden arrays in the file's key
+    order, so an int token input got a float array and ExecuTorch refused it (error 0x12)."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "et_profile", Path(__file__).resolve().parent.parent / "benchmarks" / "et_profile.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "executorch").mkdir()
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"programs": [{"name": "gen", "inputs": [{"name": "speech"}, {"name": "f_g"}, {"name": "tokens"}]}]}))
+    files = ["in_f_g", "in_tokens", "in_speech", "out_logits"]
+    assert mod._input_keys(tmp_path / "executorch" / "gen.pte", files) == ["in_speech", "in_f_g", "in_tokens"]
+    assert mod._input_keys(tmp_path / "elsewhere.pte", files) == ["in_f_g", "in_tokens", "in_speech"]
