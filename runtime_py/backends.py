@@ -38,9 +38,16 @@ SIMULATORS: dict[str, str] = {"coreml-sim": "edgeth.targets.coreml.sim"}
 TARGET_BACKEND = {t: b for b, t in BACKENDS.items() if t and b not in SIMULATORS}
 
 
-def simulator_for(target: str) -> tuple[str, str] | None:
-    """(backend, module) of the simulator that runs `target`'s artifacts, or None."""
-    return next(((b, m) for b, m in SIMULATORS.items() if BACKENDS[b] == target), None)
+def simulator_for(target: str) -> str | None:
+    """The simulator backend that runs `target`'s artifacts (coreml-sim for coreml), or None."""
+    return next((b for b in SIMULATORS if BACKENDS[b] == target), None)
+
+
+def simulator_runner(backend: str, artifact_dir, entry: dict[str, Any], threads: int | None = None):
+    """The ArrayRunner of simulator `backend` for one artifact (its module's make_runner)."""
+    import importlib
+
+    return importlib.import_module(SIMULATORS[backend]).make_runner(artifact_dir, entry, threads)
 
 
 def backend_label(backend: str) -> str:
@@ -133,10 +140,9 @@ class BackendCall:
             if self.target is None:
                 self._load_torch()
             elif self.backend in SIMULATORS:
-                import importlib
-
-                self._runners[program] = importlib.import_module(SIMULATORS[self.backend]).make_runner(
-                    self.bundle.artifact_dir(self.target), self.bundle.entry(program, self.target), self.threads)
+                self._runners[program] = simulator_runner(
+                    self.backend, self.bundle.artifact_dir(self.target), self.bundle.entry(program, self.target),
+                    self.threads)
             else:
                 from edgeth.targets import get_target
 

@@ -102,6 +102,8 @@ def run_case(family: str, target: str, precision: str, export) -> tuple[str, str
         assert precision == "mixed" or art["precision"] == (pinned or precision), (p["name"], art["precision"])
         assert (bundle.artifact_dir(target) / art["files"][0]).exists()
     if not tgt.runtime_available().ok:
+        from edgeth.runtime_py.backends import simulator_for
+
         sim = simulator_for(target)
         if sim is None:
             return _declared(case, "no-runtime")
@@ -143,12 +145,6 @@ def _assert_clean(case: str, rep) -> None:
         f"{c.name}: {c.worst}" for c in rep.failures if not budget_only([c]))
 
 
-def simulator_for(target: str) -> str | None:
-    """A backend that simulates `target`'s runtime here (coreml-sim for Core ML), if any."""
-    from edgeth.runtime_py.backends import simulator_for as sim
-
-    found = sim(target)
-    return found[0] if found else None
 
 
 def _declared(case: str, condition: str) -> tuple[str, str]:

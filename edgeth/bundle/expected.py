@@ -43,7 +43,7 @@ def export_runner(target: str, artifact_dir: Path, entry: dict[str, Any], thread
     (None, why not). A simulator that cannot load the artifact (an op it lacks) is a why-not,
     not an export failure: the artifact is still exported, gate 1 just cannot be recorded."""
     from edgeth.errors import EdgethError
-    from edgeth.runtime_py.backends import simulator_for
+    from edgeth.runtime_py.backends import simulator_for, simulator_runner
     from edgeth.targets import get_target
 
     tgt = get_target(target)
@@ -52,12 +52,10 @@ def export_runner(target: str, artifact_dir: Path, entry: dict[str, Any], thread
     sim = simulator_for(target)
     if sim is None:
         return None, tgt.runtime_available().reason
-    import importlib
-
     try:
-        return importlib.import_module(sim[1]).make_runner(artifact_dir, entry, threads), sim[0]
+        return simulator_runner(sim, artifact_dir, entry, threads), sim
     except EdgethError as e:
-        return None, f"{sim[0]} cannot run {entry.get('name')}: {e.what}"
+        return None, f"{sim} cannot run {entry.get('name')}: {e.what}"
 
 
 def record_expected(root: Path, program: dict[str, Any], target: str,
