@@ -38,6 +38,7 @@ class Stage1Config:
     mouth_code_dim: int = 6
     mouth_box: tuple[float, float, float, float] = MOUTH_BOX
     mouth_channels: tuple[int, ...] = (32, 64)  # crop encoder: stride-1 stem, then stride-2 stages
+    mouth_patch_channels: int = 0  # > 0: a mouth painter on the mouth box at full resolution (width)
     # decoder widths from the coarsest appearance level up to full resolution (app_levels + 1)
     dec_channels: tuple[int, ...] = (64, 48, 32, 16)
     refine_blocks: tuple[int, ...] = (0, 1, 0, 0)  # residual blocks per decoder level (teeth/occlusion)
@@ -49,7 +50,8 @@ class Stage1Config:
     ssim_weight: float = 0.5
     code_weight: float = 0.001  # penalty on pre-tanh motion coefficients (keeps tanh out of saturation)
     change_weight: float = 2.0  # L1 weighted by source/driving difference (focus on what moved)
-    mouth_weight: float = 4.0  # extra L1 on the mouth box (the mouth is ~4% of the frame but carries lip sync)
+    mouth_weight: float = 4.0  # extra loss on the mouth box (the mouth is ~4% of the frame but carries lip sync)
+    mouth_loss: str = "l1"  # l1 | mse: the metric of that extra loss
     vgg_weight: float = 0.0  # > 0 with vgg_weights: add the VGG-19 feature loss
     vgg_weights: str = ""  # a local VGG-19 state dict (nothing is downloaded)
 
@@ -63,6 +65,8 @@ class Stage1Config:
             raise ValueError("dec_channels and refine_blocks need app_levels + 1 entries")
         if not 0 <= self.mouth_code_dim < self.motion_dim:
             raise ValueError("mouth_code_dim must be in [0, motion_dim)")
+        if self.mouth_patch_channels < 0 or self.mouth_loss not in ("l1", "mse"):
+            raise ValueError("mouth_patch_channels must be >= 0 and mouth_loss l1 or mse")
         t, b, l, r = self.mouth_box
         if not (0 <= t < b <= 1 and 0 <= l < r <= 1):
             raise ValueError(f"mouth_box {self.mouth_box} is not (top, bottom, left, right) fractions in [0, 1]")
@@ -169,13 +173,20 @@ class IFMDMConfig:
         return dataclasses.replace(self, **kw)
 
 
+# The mouth painter and the squared mouth loss (issue 18): with the L1 mouth loss and no painter
+# the renderer never drew an open mouth (stage-1 re-render mouth amplitude 0.03 at 600 steps,
+# 0.17 at 2400); with both, 0.70 at 1500 steps (benchmarks/ifmdm_amplitude.py, README).
+_MOUTH = dict(mouth_loss="mse", mouth_weight=40.0)
+
+
 def _tiny() -> IFMDMConfig:
-    return IFMDMConfig(preset="tiny")
+    return IFMDMConfig(preset="tiny", stage1=Stage1Config(mouth_patch_channels=32, **_MOUTH))
 
 
 def _mobile() -> IFMDMConfig:
     s1 = Stage1Config(image_size=256, enc_channels=(16, 32, 64, 128, 256, 256), app_levels=4, latent_dim=256,
-                      dec_channels=(128, 96, 64, 32, 16), refine_blocks=(0, 1, 0, 0, 0), style_dim=256)
+                      dec_channels=(128, 96, 64, 32, 16), refine_blocks=(0, 1, 0, 0, 0), style_dim=256,
+                      mouth_patch_channels=12, **_MOUTH)  # 12: the renderer stays <= 3 GFLOP/frame
     s2 = Stage2Config(window=50, overlap=10, blend=5, audio_channels=192, audio_dim=128, audio_blocks=4, width=256, depth=6,
                       heads=4, mlp_ratio=4.0)
     return IFMDMConfig(preset="mobile", stage1=s1, stage2=s2, render_batch=1, stage1_steps=200_000,
@@ -184,7 +195,8 @@ def _mobile() -> IFMDMConfig:
 
 def _paper() -> IFMDMConfig:
     s1 = Stage1Config(image_size=512, enc_channels=(32, 64, 128, 256, 512, 512, 512), app_levels=5, latent_dim=512,
-                      dec_channels=(512, 256, 128, 64, 32, 16), refine_blocks=(1, 1, 1, 1, 0, 0), style_dim=512)
+                      dec_channels=(512, 256, 128, 64, 32, 16), refine_blocks=(1, 1, 1, 1, 0, 0), style_dim=512,
+                      mouth_patch_channels=32, **_MOUTH)
     s2 = Stage2Config(window=100, overlap=10, blend=5, audio_channels=512, audio_dim=768, audio_blocks=6, width=512, depth=8,
                       heads=8, mlp_ratio=4.0, steps=100)
     return IFMDMConfig(preset="paper", stage1=s1, stage2=s2, render_batch=1, stage1_steps=800_000,
