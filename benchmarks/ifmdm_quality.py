@@ -136,18 +136,6 @@ def main(argv=None) -> dict:
     return out
 
 
-def print_delivered(q: dict, what: str) -> None:
-    """The shared lines every family's quality benchmark prints (edgeth.data.delivered figures)."""
-    print(f"  lip sync r ({what}): raw frames {q['lip_r_raw']:.3f}, delivered mp4 ({q['quality']}) "
-          f"{q['lip_r_delivered']:.3f}; mp4 vs raw PSNR {q['delivered_psnr_db']:.1f} dB")
-    print("    per clip raw " + str([round(c["lip_r_raw"], 3) for c in q["per_clip"]]))
-    print("    per clip mp4 " + str([round(c["lip_r_delivered"], 3) for c in q["per_clip"]]))
-    for a in ("amplitude_raw", "amplitude_delivered"):
-        print(f"  {a.replace('_', ' ')} (std generated / std real, 1 = as lively): "
-              + ", ".join(f"{k} {v:.2f}" for k, v in q[a].items()))
-    print(f"  frame strips (real over delivered): {Path(q['per_clip'][0]['strip']).parent}/*.png")
-
-
 def _print(o: dict) -> None:
     b = o["budget"]
     print(f"\nIF-MDM tiny on CPU ({b['threads']} threads): stage 1 {b['stage1_steps']} steps + stage 2 "
@@ -156,7 +144,9 @@ def _print(o: dict) -> None:
     for k in ("recon_copy_source", "recon_untrained", "recon_trained"):
         print(f"  {k:<18} PSNR {o[k]['psnr']:6.2f} dB  SSIM {o[k]['ssim']:.4f}")
     lp = o["lip"]
-    print_delivered(lp, f"audio-driven, {lp['steps']} DDIM steps")
+    from edgeth.data.delivered import summary_lines
+
+    print("\n".join(summary_lines(lp, f"audio-driven, {lp['steps']} DDIM steps")))
     print(f"  ceilings: probe on real frames {lp['probe_ceiling_r']:.3f}, stage-1 re-render {lp['stage1_ceiling_r']:.3f}")
     print("  FPS (torch reference, per piece): " + ", ".join(f"{k} {v:.1f}" for k, v in lp["fps"].items()))
     if "presets" in o:

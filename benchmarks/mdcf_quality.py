@@ -62,24 +62,12 @@ def recon_eval(model, clips, mode: str, frames: int = 24) -> dict:
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "fs": float(np.mean(fs)), "fs_gt": float(np.mean(fs_gt))}
 
 
-def lip_sync(run, clips, steps: int) -> dict:
-    from edgeth.data.probe import lip_sync_score
-    from edgeth.models import get_model
-    from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
-    from edgeth.runtime_py.torch_backend import torch_call
+def lip_sync(run, clips, steps: int, out_dir: Path) -> dict:
+    """Raw and delivered lip sync, amplitude ratios and frame strips (edgeth.data.delivered, shared
+    by every family's benchmark)."""
+    from edgeth.data.delivered import family_quality
 
-    fam = get_model("mdcf")
-    spec = fam.pipeline(run)
-    call = torch_call(fam.programs(run))
-    gen, probe = [], []
-    for i, c in enumerate(clips):
-        res = get_pipeline(spec.kind)(spec, call, image=c.frames[0].astype(np.float32) / 255, audio=c.audio,
-                                      noise=SeededNoise(i), steps=steps)
-        gt = c.gt["mouth_open"][: len(res.frames)]
-        gen.append(lip_sync_score(res.frames, gt))
-        probe.append(lip_sync_score(c.frames[: len(res.frames)], gt))
-    return {"lip_sync_r": float(np.mean(gen)), "per_clip": [round(x, 3) for x in gen],
-            "probe_on_ground_truth_r": float(np.mean(probe)), "steps": steps}
+    return {**family_quality("mdcf", run, clips, out_dir, steps=steps), "steps": steps}
 
 
 def table5(args) -> None:
@@ -127,16 +115,17 @@ def table5(args) -> None:
         train(data, root / "tpc", phase="diffusion", **kw)
         from edgeth.models import get_model
 
-        out["lip"] = lip_sync(get_model("mdcf").load(root / "tpc"), val, args.sample_steps)
-    print(json.dumps(out, indent=1))
+        out["lip"] = lip_sync(get_model("mdcf").load(root / "tpc"), val, args.sample_steps, root / "quality")
+    print(json.dumps({k: v for k, v in out.items() if k != "lip"}, indent=1))
     print(f"\nTable 5 in miniature ({len(val)} held-out clips, FDE {args.fde_steps} + LMAE {args.lmae_steps} steps; "
           f"end-to-end {args.fde_steps + args.lmae_steps} steps)")
     print(f"{'method':24s} {'PSNR dB':>8s} {'SSIM':>6s} {'FS (Eq.13)':>10s}   (FS of the real video {rows['FDE alone']['fs_gt']:.4f})")
     for k, r in rows.items():
         print(f"{k:24s} {r['psnr']:8.2f} {r['ssim']:6.3f} {r['fs']:10.4f}")
     if "lip" in out:
-        print(f"lip sync r (audio-driven, {args.sample_steps} steps): {out['lip']['lip_sync_r']:.3f} "
-              f"(probe on real frames: {out['lip']['probe_on_ground_truth_r']:.3f})")
+        from edgeth.data.delivered import summary_lines
+
+        print("\n".join(summary_lines(out["lip"], f"audio-driven, {args.sample_steps} DDIM steps")))
 
 
 # -- memory vs N -----------------------------------------------------------------------------

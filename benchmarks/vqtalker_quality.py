@@ -74,22 +74,15 @@ def table3(work: Path, corpus: Path, steps: int) -> list[dict]:
     return rows
 
 
-def lip_sync(run_dir: Path, corpus: Path) -> dict:
+def lip_sync(run_dir: Path, corpus: Path, out_dir: Path) -> dict:
+    """Raw and delivered lip sync, amplitude ratios and frame strips (edgeth.data.delivered, shared
+    by every family's benchmark), plus the tokenizer/generator cycle agreement."""
     from edgeth.data.dataset import load_corpus
-    from edgeth.data.probe import lip_sync_score
-    from edgeth.generate import load_reference
-    from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
-    from edgeth.runtime_py.torch_backend import torch_call
+    from edgeth.data.delivered import family_quality
+    from edgeth.models import get_model
 
-    _, spec, progs = load_reference(run_dir)
-    call, drive = torch_call(progs), get_pipeline(spec.kind)
-    scores, cyc = [], []
-    for c in load_corpus(corpus, size=64, split="val"):
-        res = drive(spec, call, image=c.frames[0].astype(np.float32) / 255, audio=c.audio, noise=SeededNoise(0))
-        n = min(len(res.frames), len(c.gt["mouth_open"]))
-        scores.append(lip_sync_score(res.frames[:n], c.gt["mouth_open"][:n]))
-        cyc.append(res.extras["cycle_agreement"])
-    return {"lip_sync_r": float(np.mean(scores)), "cycle_agreement": float(np.mean(cyc))}
+    run = get_model("vqtalker").load(run_dir)
+    return family_quality("vqtalker", run, load_corpus(corpus, size=64, split="val"), out_dir)
 
 
 def flops_table() -> list[dict]:
@@ -153,7 +146,11 @@ def main() -> None:
 
         out = args.work / "tok-GRFSQ"
         train(corpus, out, stage=2, progress=False, overrides={"generator_steps": args.steps})
-        print(json.dumps(lip_sync(out, corpus)))
+        from edgeth.data.delivered import summary_lines
+
+        q = lip_sync(out, corpus, args.work / "quality")
+        print("\n".join(summary_lines(q, "audio-driven, argmax tokens")))
+        print(f"  tokenizer/generator cycle agreement {q['extras'].get('cycle_agreement', float('nan')):.3f}")
     if args.flops:
         for r in flops_table():
             print(json.dumps(r))

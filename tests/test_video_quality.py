@@ -63,3 +63,29 @@ def test_clip_quality_reads_the_delivered_file(face64, tmp_path):
 
     with Image.open(frozen["strip"]) as im:
         assert im.size == (8 * 64 * 2, 2 * 64 * 2)
+
+
+def _families() -> list[str]:
+    from edgeth.models import model_names
+
+    return sorted(model_names())
+
+
+@pytest.mark.parametrize("family", _families())
+def test_every_family_gets_the_same_delivered_figures(family, tmp_path):
+    """The one benchmark function runs every registered family's pipeline and reads the mp4s it
+    writes: an untrained model renders a still face, and its amplitude ratios say so."""
+    from edgeth.data.dataset import load_corpus
+    from edgeth.data.delivered import family_quality, summary_lines
+    from edgeth.data.synth import generate_corpus
+    from edgeth.models import get_model
+
+    generate_corpus(tmp_path / "c", clips=2, seconds=1.2, size=64, seed=0, lossless=True, progress=False,
+                    val_fraction=0.5)
+    clips = load_corpus(tmp_path / "c", size=64, split="val")
+    q = family_quality(family, get_model(family).fresh("tiny"), clips, tmp_path / "q")
+    assert q["lip_r_real"] > 0.8 and q["frames"] == clips[0].n_frames
+    assert q["amplitude_delivered"]["mouth_open"] < 0.1 and np.isfinite(q["lip_r_delivered"])
+    assert all((tmp_path / "q" / f"{family}_clip00.{ext}").is_file() for ext in ("mp4", "png"))
+    assert q["extras"]["windows"] >= 1 and any("delivered mp4" in line for line in summary_lines(q, "test"))
+

@@ -95,5 +95,21 @@ def family_quality(family: str, run: Any, clips: Sequence[Any], out_dir: Path, *
         total += len(res.frames)
         per.append(clip_quality(c.frames, c.gt["mouth_open"], res.frames, out_dir, f"{family}_clip{i:02d}",
                                 fps=int(res.fps), audio=c.audio, quality=quality))
+        per[-1]["extras"] = {k: float(v) for k, v in res.extras.items() if isinstance(v, (int, float))}
+    extras = {k: float(np.mean([c["extras"][k] for c in per if k in c["extras"]])) for k in per[0]["extras"]} if per else {}
     return {**summarize(per), "per_clip": per, "timings_s": timings, "frames": total, "quality": quality,
-            "options": {k: v for k, v in opts.items() if v is not None}}
+            "options": {k: v for k, v in opts.items() if v is not None}, "extras": extras}
+
+
+def summary_lines(q: dict[str, Any], what: str) -> list[str]:
+    """The lines every family's quality benchmark prints for family_quality's figures."""
+    lines = [f"  lip sync r ({what}): raw frames {q['lip_r_raw']:.3f}, delivered mp4 ({q['quality']}) "
+             f"{q['lip_r_delivered']:.3f}; mp4 vs raw PSNR {q['delivered_psnr_db']:.1f} dB",
+             "    per clip raw " + str([round(c["lip_r_raw"], 3) for c in q["per_clip"]]),
+             "    per clip mp4 " + str([round(c["lip_r_delivered"], 3) for c in q["per_clip"]])]
+    for a in ("amplitude_raw", "amplitude_delivered"):
+        lines.append(f"  {a.replace('_', ' ')} (std generated / std real, 1 = as lively): "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in q[a].items()))
+    lines.append(f"  probe on the real clips r {q['lip_r_real']:.3f}; frame strips (real over delivered): "
+                 f"{Path(q['per_clip'][0]['strip']).parent}/*.png")
+    return lines
