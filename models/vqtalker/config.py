@@ -41,6 +41,8 @@ class VQTalkerConfig:
     style_dim: int = 128
     global_dim: int = 64  # Cg: f_g
     mouth_weight: float = 4.0
+    mouth_loss: str = "l1"  # l1 | mse (IF-MDM's Stage1Config: the presets use mse and the painter)
+    mouth_patch_channels: int = 0  # > 0: IF-MDM's mouth painter on the renderer (0 in runs from before it)
     change_weight: float = 2.0
     # speech tokenizer (k-means over pooled log-mel at the video frame rate)
     speech_vocab: int = 64
@@ -81,8 +83,8 @@ class VQTalkerConfig:
         return Stage1Config(image_size=self.image_size, motion_dim=self.motion_dim, enc_channels=self.enc_channels,
                             app_levels=self.app_levels, latent_dim=self.latent_dim, mouth_code_dim=self.mouth_code_dim,
                             dec_channels=self.dec_channels, refine_blocks=self.refine_blocks,
-                            style_dim=self.style_dim, mouth_weight=self.mouth_weight,
-                            change_weight=self.change_weight)
+                            style_dim=self.style_dim, mouth_weight=self.mouth_weight, mouth_loss=self.mouth_loss,
+                            mouth_patch_channels=self.mouth_patch_channels, change_weight=self.change_weight)
 
     def bitrate(self) -> float:
         return self.quantizer.bitrate(self.fps)
@@ -108,8 +110,16 @@ class VQTalkerConfig:
         return dataclasses.replace(self, **kw)
 
 
+# IF-MDM's mouth painter and squared mouth loss (issue 18; models/ifmdm/config.py)
+_MOUTH = dict(mouth_loss="mse", mouth_weight=40.0)
+
+
+def _tiny() -> VQTalkerConfig:
+    return VQTalkerConfig(preset="tiny", mouth_patch_channels=32, **_MOUTH)
+
+
 def _mobile() -> VQTalkerConfig:
-    return VQTalkerConfig(preset="mobile", image_size=256, enc_channels=(16, 32, 64, 128, 256, 256), app_levels=4,
+    return VQTalkerConfig(preset="mobile", mouth_patch_channels=12, **_MOUTH, image_size=256, enc_channels=(16, 32, 64, 128, 256, 256), app_levels=4,
                           latent_dim=256, dec_channels=(128, 96, 64, 32, 16), refine_blocks=(0, 1, 0, 0, 0),
                           style_dim=256, global_dim=128, speech_vocab=512, window=50, gen_width=256, gen_depth=6,
                           gen_heads=4, gen_mlp_ratio=4.0, controls_width=128, render_batch=1, tokenizer_steps=200_000,
@@ -118,7 +128,7 @@ def _mobile() -> VQTalkerConfig:
 
 
 def _paper() -> VQTalkerConfig:
-    return VQTalkerConfig(preset="paper", image_size=512, enc_channels=(32, 64, 128, 256, 512, 512, 512), app_levels=5,
+    return VQTalkerConfig(preset="paper", mouth_patch_channels=32, **_MOUTH, image_size=512, enc_channels=(32, 64, 128, 256, 512, 512, 512), app_levels=5,
                           latent_dim=512, dec_channels=(512, 256, 128, 64, 32, 16), refine_blocks=(1, 1, 1, 1, 0, 0),
                           style_dim=512, global_dim=512, speech_vocab=4096, window=100, gen_width=768, gen_depth=12,
                           gen_heads=12, gen_mlp_ratio=4.0, controls_width=256, render_batch=1, tokenizer_steps=800_000,
@@ -126,7 +136,7 @@ def _paper() -> VQTalkerConfig:
                           tokenizer_lr=2e-4, generator_lr=1e-4)
 
 
-PRESETS = {"tiny": VQTalkerConfig, "mobile": _mobile, "paper": _paper}
+PRESETS = {"tiny": _tiny, "mobile": _mobile, "paper": _paper}
 
 
 def preset(name: str) -> VQTalkerConfig:

@@ -33,10 +33,13 @@ class CodeRenderer(Renderer):
         del self.directions  # the direction bank is IF-MDM's; here the style reads the code and f_g
         self.to_latent = nn.Sequential(nn.Linear(cfg.motion_dim + cfg.global_dim, cfg.latent_dim), nn.LeakyReLU(0.2))
 
+    MOUTH_INPUTS = 1  # the code is already relative to the source (f_t - f_s)
+
     def forward(self, feats: list[torch.Tensor], f_g: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         n = code.shape[0]
         style = self.style(self.to_latent(torch.cat([code, f_g.expand(n, -1)], dim=1)))
-        return self.decode(feats, style)
+        mouth = code[:, -self.cfg.mouth_code_dim:] if self.mouth_patch is not None else None
+        return self.decode(feats, style, mouth)
 
 
 class GlobalHead(nn.Module):
