@@ -58,6 +58,20 @@ def multiscale_l1_ssim(pred: torch.Tensor, target: torch.Tensor, scales: int = 3
     return loss / scales
 
 
+def box_pixels(box: tuple[float, float, float, float], size: int) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) fractions of a square frame -> pixels at `size`."""
+    return tuple(round(f * size) for f in box)  # type: ignore[return-value]
+
+
+def mouth_box_loss(pred: torch.Tensor, target: torch.Tensor, box: tuple[int, int, int, int], kind: str = "mse") -> torch.Tensor:
+    """The extra loss on the mouth box (pixels: top, bottom, left, right). "mse": an open mouth's
+    dark interior is a few large errors, which an L1 (a per-pixel median) gives up on while it fits
+    many small skin errors (IF-MDM's renderer drew no open mouth with "l1", issue 18)."""
+    t, b, l, r = box
+    p, q = pred[:, :, t:b, l:r], target[:, :, t:b, l:r]
+    return F.mse_loss(p, q) if kind == "mse" else F.l1_loss(p, q)
+
+
 def change_weighted_l1(pred: torch.Tensor, target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """L1 weighted by where target differs from source (blurred, mean 1 per sample): focuses an
     inter-frame reconstruction loss on what moved (mouth, eyes, head outline) instead of the

@@ -74,7 +74,9 @@ class Stage1Config:
     @property
     def mouth_pixels(self) -> tuple[int, int, int, int]:
         """The mouth crop in pixels (top, bottom, left, right) at image_size."""
-        return tuple(round(f * self.image_size) for f in self.mouth_box)  # type: ignore[return-value]
+        from edgeth.models.common.losses import box_pixels
+
+        return box_pixels(self.mouth_box, self.image_size)
 
     @property
     def bottom_size(self) -> int:

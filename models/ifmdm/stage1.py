@@ -44,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from edgeth.models.common.layers import MLP, ConvAct, DownBlock, FiLM, ResBlock, upsample2x
-from edgeth.models.common.losses import VGGPerceptual, change_weighted_l1, multiscale_l1_ssim, psnr
+from edgeth.models.common.losses import VGGPerceptual, change_weighted_l1, mouth_box_loss, multiscale_l1_ssim, psnr
 from edgeth.models.common.warp import FlowWarp
 from edgeth.models.ifmdm.config import Stage1Config
 
@@ -264,10 +264,7 @@ class Stage1Model(nn.Module):
         rec = multiscale_l1_ssim(pred, drv, ssim_weight=self.cfg.ssim_weight)
         focus = change_weighted_l1(pred, drv, src)
         code = coeff.pow(2).mean()
-        t, b, l, r = self.cfg.mouth_pixels
-        pm, dm = pred[:, :, t:b, l:r], drv[:, :, t:b, l:r]
-        # squared error: the open mouth's dark interior is a few large errors that L1 (a median) gives up on
-        mouth = F.mse_loss(pm, dm) if self.cfg.mouth_loss == "mse" else F.l1_loss(pm, dm)
+        mouth = mouth_box_loss(pred, drv, self.cfg.mouth_pixels, self.cfg.mouth_loss)
         loss = rec + self.cfg.change_weight * focus + self.cfg.mouth_weight * mouth + self.cfg.code_weight * code
         out = {"rec": rec.detach(), "focus": focus.detach(), "mouth": mouth.detach(), "code": code.detach(),
                "l1": F.l1_loss(pred, drv).detach(), "psnr": psnr(pred.detach(), drv)}
