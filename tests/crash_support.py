@@ -67,8 +67,9 @@ def kill_trials(cmd: list[str], bundle: Path, out: Path, kills: int, window: tup
     be complete before the first trial. After every kill it must still verify and equal the
     previous version, or (when the writer got past its rename) verify as the new version.
     `prepare()` runs before each trial (e.g. drops `edgeth build`'s stamp so it re-exports).
-    A trial whose command ends before its kill moment does not count as a kill: trials go on
-    until `kills` kills have landed (at most 3 x kills trials, then it stops short and says so).
+    A trial whose command ends before its kill moment does not count as a kill, and moves the
+    window to the same fractions of that run's time: trials go on until `kills` kills have
+    landed (at most 3 x kills trials, then it stops short and says so).
     Returns the figures: kills, survived (kills and finished runs after which the bundle was
     whole), finished (the command ended before its kill), bytes_lost."""
     rng = random.Random(seed)
@@ -85,9 +86,14 @@ def kill_trials(cmd: list[str], bundle: Path, out: Path, kills: int, window: tup
             prepare()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
                              start_new_session=True)
+        t0 = time.perf_counter()
         try:
             p.wait(timeout=at)
             figures["finished"] += 1
+            # the command ran faster than the window assumed (a loaded machine timed the first run
+            # slow): move the window to the same fractions of this run's time
+            took = time.perf_counter() - t0
+            window = (window[0] * took / window[1], took * 0.95)
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()

@@ -97,9 +97,12 @@ def motion_stats(motions: list[np.ndarray], audios: list[np.ndarray], window: in
     mel = np.concatenate(mels)
     allm = np.concatenate(motions)
     q = np.quantile(np.asarray(sig), [0.1, 0.5, 0.9])
+    # the default m^sigma: the 75th percentile, as the sampler under-produces motion at the median
+    # (issue 18, held-out: head yaw 0.45 of the real clip's at the median, 0.51 here; mouth unchanged)
+    q75 = float(np.quantile(np.asarray(sig), 0.75))
     return {
         "residual_scale": np.maximum(res_all.std(0), 1e-3).astype(float).tolist(),
-        "sigma_ref": float(q[1]), "sigma_default": float(q[1]), "sigma_quantiles": [float(x) for x in q],
+        "sigma_ref": float(q[1]), "sigma_default": q75, "sigma_quantiles": [float(x) for x in q],
         "motion_mean": allm.mean(0).astype(float).tolist(), "motion_std": allm.std(0).astype(float).tolist(),
         "mel_mean": mel.mean(0).astype(float).tolist(), "mel_std": np.maximum(mel.std(0), 1e-3).astype(float).tolist(),
         "windows": len(sig),

@@ -53,7 +53,7 @@ ROLES = {"appearance": "appearance_encoder", "audio_frontend": "audio_frontend",
 OPTIONS = (
     OptionSpec("steps", "int", None, "DDIM sampling steps (default: the spec's sampler steps)", min=1, max=1000),
     OptionSpec("guidance", "float", None, "classifier-free guidance scale on the audio condition", min=0.0, max=20.0),
-    OptionSpec("motion_std", "float", None, "motion degree m^sigma (paper range 0-1; default: the run's median)",
+    OptionSpec("motion_std", "float", None, "motion degree m^sigma (paper range 0-1; default: the run's 75th-percentile window)",
                min=0.0, max=10.0),
     OptionSpec("motion_mean_mode", "str", None, "motion mean m^mu per window", choices=MEAN_MODES),
     OptionSpec("mean_mix", "float", None, "weight of the portrait's code in 'mix' mode", min=0.0, max=1.0),
