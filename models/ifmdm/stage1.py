@@ -145,8 +145,9 @@ class WarpLevel(nn.Module):
 
 class MouthPatch(nn.Module):
     """Paints the mouth: decoder features + current RGB on the static mouth box, with the mouth
-    code broadcast over it -> RGB + alpha composited over the box; pasted back by slicing and
-    concatenation (no pad or scatter, so it lowers on every target).
+    code broadcast over it -> an RGB residual added to the box (no gate: a gated RGB + alpha
+    painter closed its gate and drew nothing), faded to zero over the box's outer third; pasted
+    back by slicing and concatenation (no pad or scatter, so it lowers on every target).
 
     h [N, C, S, S], rgb [N, 3, S, S] in [-1, 1], mouth [N, K] -> rgb [N, 3, S, S] in [-1, 1].
     A fixed coordinate grid over the box tells the convolutions where they are.
