@@ -58,11 +58,6 @@ def multiscale_l1_ssim(pred: torch.Tensor, target: torch.Tensor, scales: int = 3
     return loss / scales
 
 
-def box_pixels(box: tuple[float, float, float, float], size: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) fractions of a square frame -> pixels at `size`."""
-    return tuple(round(f * size) for f in box)  # type: ignore[return-value]
-
-
 def mouth_box_loss(pred: torch.Tensor, target: torch.Tensor, box: tuple[int, int, int, int], kind: str = "mse") -> torch.Tensor:
     """The extra loss on the mouth box (pixels: top, bottom, left, right). "mse": an open mouth's
     dark interior is a few large errors, which an L1 (a per-pixel median) gives up on while it fits

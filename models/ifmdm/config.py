@@ -74,9 +74,7 @@ class Stage1Config:
     @property
     def mouth_pixels(self) -> tuple[int, int, int, int]:
         """The mouth crop in pixels (top, bottom, left, right) at image_size."""
-        from edgeth.models.common.losses import box_pixels
-
-        return box_pixels(self.mouth_box, self.image_size)
+        return tuple(round(f * self.image_size) for f in self.mouth_box)  # type: ignore[return-value]
 
     @property
     def bottom_size(self) -> int:
@@ -178,17 +176,17 @@ class IFMDMConfig:
 # The mouth painter and the squared mouth loss (issue 18): with the L1 mouth loss and no painter
 # the renderer never drew an open mouth (stage-1 re-render mouth amplitude 0.03 at 600 steps,
 # 0.17 at 2400); with both, 0.70 at 1500 steps (benchmarks/ifmdm_amplitude.py, README).
-_MOUTH = dict(mouth_loss="mse", mouth_weight=40.0)
+MOUTH_PRESET = dict(mouth_loss="mse", mouth_weight=40.0)  # VQTalker's presets use it too
 
 
 def _tiny() -> IFMDMConfig:
-    return IFMDMConfig(preset="tiny", stage1=Stage1Config(mouth_patch_channels=32, **_MOUTH))
+    return IFMDMConfig(preset="tiny", stage1=Stage1Config(mouth_patch_channels=32, **MOUTH_PRESET))
 
 
 def _mobile() -> IFMDMConfig:
     s1 = Stage1Config(image_size=256, enc_channels=(16, 32, 64, 128, 256, 256), app_levels=4, latent_dim=256,
                       dec_channels=(128, 96, 64, 32, 16), refine_blocks=(0, 1, 0, 0, 0), style_dim=256,
-                      mouth_patch_channels=12, **_MOUTH)  # 12: the renderer stays <= 3 GFLOP/frame
+                      mouth_patch_channels=12, **MOUTH_PRESET)  # 12: the renderer stays <= 3 GFLOP/frame
     s2 = Stage2Config(window=50, overlap=10, blend=5, audio_channels=192, audio_dim=128, audio_blocks=4, width=256, depth=6,
                       heads=4, mlp_ratio=4.0)
     return IFMDMConfig(preset="mobile", stage1=s1, stage2=s2, render_batch=1, stage1_steps=200_000,
@@ -198,7 +196,7 @@ def _mobile() -> IFMDMConfig:
 def _paper() -> IFMDMConfig:
     s1 = Stage1Config(image_size=512, enc_channels=(32, 64, 128, 256, 512, 512, 512), app_levels=5, latent_dim=512,
                       dec_channels=(512, 256, 128, 64, 32, 16), refine_blocks=(1, 1, 1, 1, 0, 0), style_dim=512,
-                      mouth_patch_channels=32, **_MOUTH)
+                      mouth_patch_channels=32, **MOUTH_PRESET)
     s2 = Stage2Config(window=100, overlap=10, blend=5, audio_channels=512, audio_dim=768, audio_blocks=6, width=512, depth=8,
                       heads=8, mlp_ratio=4.0, steps=100)
     return IFMDMConfig(preset="paper", stage1=s1, stage2=s2, render_batch=1, stage1_steps=800_000,

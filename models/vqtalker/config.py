@@ -21,6 +21,7 @@ from typing import Any
 
 from edgeth.errors import InputError
 from edgeth.models.common.fsq import QuantizerConfig
+from edgeth.models.ifmdm.config import MOUTH_PRESET
 
 CONTROL_KEYS = ("yaw", "pitch", "roll", "gaze_x", "gaze_y", "blink")  # per-frame controls (C = 6)
 
@@ -110,16 +111,13 @@ class VQTalkerConfig:
         return dataclasses.replace(self, **kw)
 
 
-# IF-MDM's mouth painter and squared mouth loss (issue 18; models/ifmdm/config.py)
-_MOUTH = dict(mouth_loss="mse", mouth_weight=40.0)
-
-
+# IF-MDM's mouth painter and squared mouth loss in every preset (issue 18; models/ifmdm/config.py)
 def _tiny() -> VQTalkerConfig:
-    return VQTalkerConfig(preset="tiny", mouth_patch_channels=32, **_MOUTH)
+    return VQTalkerConfig(preset="tiny", mouth_patch_channels=32, **MOUTH_PRESET)
 
 
 def _mobile() -> VQTalkerConfig:
-    return VQTalkerConfig(preset="mobile", mouth_patch_channels=12, **_MOUTH, image_size=256, enc_channels=(16, 32, 64, 128, 256, 256), app_levels=4,
+    return VQTalkerConfig(preset="mobile", mouth_patch_channels=12, **MOUTH_PRESET, image_size=256, enc_channels=(16, 32, 64, 128, 256, 256), app_levels=4,
                           latent_dim=256, dec_channels=(128, 96, 64, 32, 16), refine_blocks=(0, 1, 0, 0, 0),
                           style_dim=256, global_dim=128, speech_vocab=512, window=50, gen_width=256, gen_depth=6,
                           gen_heads=4, gen_mlp_ratio=4.0, controls_width=128, render_batch=1, tokenizer_steps=200_000,
@@ -128,7 +126,7 @@ def _mobile() -> VQTalkerConfig:
 
 
 def _paper() -> VQTalkerConfig:
-    return VQTalkerConfig(preset="paper", mouth_patch_channels=32, **_MOUTH, image_size=512, enc_channels=(32, 64, 128, 256, 512, 512, 512), app_levels=5,
+    return VQTalkerConfig(preset="paper", mouth_patch_channels=32, **MOUTH_PRESET, image_size=512, enc_channels=(32, 64, 128, 256, 512, 512, 512), app_levels=5,
                           latent_dim=512, dec_channels=(512, 256, 128, 64, 32, 16), refine_blocks=(1, 1, 1, 1, 0, 0),
                           style_dim=512, global_dim=512, speech_vocab=4096, window=100, gen_width=768, gen_depth=12,
                           gen_heads=12, gen_mlp_ratio=4.0, controls_width=256, render_batch=1, tokenizer_steps=800_000,
