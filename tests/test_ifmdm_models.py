@@ -145,6 +145,36 @@ def test_mobile_renderer_budget_and_forward(fam):
     assert tuple(out.shape) == (1, 3, 256, 256)
 
 
+@pytest.mark.parametrize("name", ["tiny", "mobile"])
+def test_renderer_reuses_the_finest_warp_bit_for_bit(name):
+    """The finest level's sample of the source image replaces out_warp's grid_sample: the same
+    frames bit for bit, with one grid_sampler_2d fewer in the exported renderer."""
+    from edgeth.models.ifmdm.stage1 import Stage1Model
+
+    torch.manual_seed(0)
+    m = Stage1Model(preset(name).stage1).eval()
+    with torch.no_grad():  # zero-initialised heads would give zero flow: every level's sample the same
+        for lv in m.renderer.levels:
+            lv.head.weight.normal_(0, 0.02)
+        m.renderer.to_rgb.weight.normal_(0, 0.02)
+    r = m.renderer
+    assert r.reuse_sample
+    size = preset(name).stage1.image_size
+    src, drv = torch.rand(1, 3, size, size), torch.rand(2, 3, size, size)
+    with torch.no_grad():
+        feats, ms = m.encoder(src)
+        _, md = m.encoder(drv)
+        fast = r(feats, ms, md)
+        r.reuse_sample = False
+        slow = r(feats, ms, md)
+        r.reuse_sample = True
+    assert torch.equal(fast, slow)
+    if name == "tiny":
+        ep = torch.export.export(r, (feats, ms, md))
+        n = sum("grid_sampler" in str(x.target) for x in ep.graph.nodes if x.op == "call_function")
+        assert n == len(r.levels)  # one per level, none for the output
+
+
 def test_paper_preset_builds():
     from edgeth.models.common.flops import count_params
     from edgeth.models.ifmdm.run import IFMDM

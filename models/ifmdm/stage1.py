@@ -138,9 +138,9 @@ class WarpLevel(nn.Module):
         h = F.leaky_relu(self.film(h, style), 0.2)
         d = self.head(h)
         flow = d[:, :2] * self.flow_scale + (flow if flow is not None else 0.0)
-        warped = self.warp(app.expand(h.shape[0], -1, -1, -1), flow) * torch.sigmoid(d[:, 2:3])
-        h = self.res(self.film2(self.conv2(torch.cat([h, warped], dim=1)), style))
-        return h, flow
+        sampled = self.warp(app.expand(h.shape[0], -1, -1, -1), flow)
+        h = self.res(self.film2(self.conv2(torch.cat([h, sampled * torch.sigmoid(d[:, 2:3])], dim=1)), style))
+        return h, flow, sampled
 
 
 class MouthPatch(nn.Module):
@@ -209,6 +209,11 @@ class Renderer(nn.Module):
         with torch.no_grad():
             self.to_rgb.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 2.0]))
         self.out_warp = FlowWarp(cfg.image_size)
+        # the finest level warps the source image itself at full size with the final flow: its
+        # sample is out_warp's, bit for bit, so it is reused (one full-size grid_sample less: on
+        # ExecuTorch grid_sampler_2d is a single-threaded portable kernel, 32 % of the mobile
+        # renderer's time before this)
+        self.reuse_sample = len(levels) == len(shapes) and shapes[-1][0] == 3 and shapes[-1][1] == cfg.image_size
         k = cfg.mouth_code_dim
         self.mouth_patch = MouthPatch(cfg, cin, self.MOUTH_INPUTS * k) if (k and cfg.mouth_patch_channels) else None
 
@@ -228,10 +233,9 @@ class Renderer(nn.Module):
         h = torch.cat([apps[0].expand(n, -1, -1, -1), self.style_map(style).reshape(n, *self.map_shape)], dim=1)
         flow = None
         for level, app in zip(self.levels, apps):
-            h, flow = level(h, flow, app, style)
+            h, flow, sampled = level(h, flow, app, style)
         out = self.to_rgb(h)
-        image = feats[0].expand(n, -1, -1, -1)
-        warped = self.out_warp(image, flow)
+        warped = sampled if self.reuse_sample else self.out_warp(feats[0].expand(n, -1, -1, -1), flow)
         blend = torch.sigmoid(out[:, 3:4])
         rgb = blend * warped + (1 - blend) * torch.tanh(out[:, :3])
         if mouth is not None and self.mouth_patch is not None:
