@@ -41,7 +41,8 @@ def build_family(name: str, a: argparse.Namespace):
     cfg = BuildConfig(model=name, preset=a.preset, size=a.size, clips=a.clips, seconds=a.seconds,
                       max_steps=a.train_steps, precisions=tuple(a.precisions.split(",")),
                       targets=tuple(a.targets.split(",")) if a.targets else None, steps=a.sampler_steps,
-                      threads=a.threads, bench=True, bench_iters=a.iters, frames=a.frames)
+                      threads=a.threads, bench=True, bench_iters=a.iters, frames=a.frames,
+                      quantize_only=tuple(a.quantize_only.split(",")) if a.quantize_only else None)
     return build(Path(a.work).expanduser() / name, cfg, progress=True)
 
 
@@ -141,6 +142,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--precisions", default="fp32,int8,mixed")
+    ap.add_argument("--quantize-only", default=None, metavar="PROGRAMS",
+                    help="programs that get int8/mixed, the others FP32 (e.g. renderer; default: all)")
     ap.add_argument("--targets", default="executorch,onnx", help="comma-separated (default: executorch,onnx)")
     ap.add_argument("--sampler-steps", type=int, default=10, help="DDIM steps of the measured run")
     ap.add_argument("--frames", type=int, default=None, help="end-to-end length (default: the golden run)")
@@ -169,7 +172,8 @@ def main(argv=None) -> int:
     text = (table(rows) + f"\n\nMeasured on {m.get('cpu', '?')} ({m.get('cores', '?')} cores, {a.threads} threads), "
             f"{m.get('system', '')}, torch {m.get('torch', '?')}, matmul peak {m.get('peak_gflops') or 0:.0f} GFLOP/s; "
             f"{a.sampler_steps} DDIM steps, {a.size}x{a.size}, brief training ({a.train_steps} steps per stage), "
-            "all rows in one run.")
+            + (f"only {a.quantize_only} quantized (the rest FP32), " if a.quantize_only else "")
+            + "all rows in one run.")
     print(text)
     if a.json:
         a.json.write_text(json.dumps({"rows": rows, "families": report}, indent=1, default=str))

@@ -38,6 +38,7 @@ class BuildConfig:
     targets: tuple[str, ...] | None = None  # None: every registered target
     precisions: tuple[str, ...] = DEFAULT_PRECISIONS
     budget: str = "psnr=35"  # accuracy budget of `mixed`
+    quantize_only: tuple[str, ...] | None = None  # programs that get the precision (others FP32); None: all
     preset: str = "tiny"
     clips: int = 8
     seconds: float = 4.0
@@ -252,7 +253,8 @@ def _export_one(run: Path, ckpt_hash: str, path: Path, prec: str, targets: list[
     from edgeth.targets.lowering_cache import cache_dir
 
     want = {"ckpt": ckpt_hash, "precision": prec, "targets": sorted(targets), "steps": cfg.steps,
-            "budget": cfg.budget if prec == "mixed" else None, "seed": cfg.seed, "model": cfg.model}
+            "budget": cfg.budget if prec == "mixed" else None, "seed": cfg.seed, "model": cfg.model,
+            **({"quantize_only": sorted(cfg.quantize_only)} if cfg.quantize_only and prec != "fp32" else {})}
     stamp = path.with_name(path.name + ".build.json")
     if (path / "manifest.json").exists() and _stamp_ok(stamp, want):
         try:
@@ -261,7 +263,8 @@ def _export_one(run: Path, ckpt_hash: str, path: Path, prec: str, targets: list[
             return path
         except EdgethError:
             pass
-    quantize = {"cache_dir": path.parent.parent / "cache" / "calibration"}
+    quantize = {"cache_dir": path.parent.parent / "cache" / "calibration",
+                "quantize_only": list(cfg.quantize_only) if cfg.quantize_only else None}
     if prec == "mixed":
         quantize["budget"] = cfg.budget
     # programs pinned to FP32 and mixed plans equal to INT8 are lowered once for the whole build

@@ -105,15 +105,20 @@ def make_plans(programs: Sequence["Program"], spec: "PipelineSpec", precision: s
                budget: str | dict[str, float] | None = None, clips: Sequence["Clip"] | None = None,
                calib_dir: str | Path | None = None, calib_clips: int = DEFAULT_CLIPS,
                cache_dir: str | Path | None = None, seed: int = 0, options: dict[str, Any] | None = None,
-               threads: int | None = None, progress: bool = True, verify_target: str | None = None) -> PlanResult:
+               threads: int | None = None, progress: bool = True, verify_target: str | None = None,
+               quantize_only: Sequence[str] | None = None) -> PlanResult:
     """One PrecisionPlan per program for `precision` (see module docstring).
 
     For mixed, `verify_target` (a target that exports and runs here, e.g. executorch) checks
-    the searched plan end to end on the real backend and floats more layers if it misses."""
+    the searched plan end to end on the real backend and floats more layers if it misses.
+    `quantize_only` names the programs that get `precision` (mixed: the ones the search may
+    quantize); the others stay FP32 (`--quantize-only renderer`: an INT8 renderer beside an
+    FP32 denoiser, and a mixed search over the renderer's layers alone)."""
     from edgeth.quantize.calibrate import cached_capture
 
     t0 = time.time()
     precision = parse_precision(precision)
+    only = _quantize_only(programs, quantize_only)
     if budget is not None and precision != "mixed":
         raise InputError(f"--budget applies to --precision mixed, not {precision}", "drop --budget or use mixed")
     if precision == "mixed":
@@ -131,11 +136,26 @@ def make_plans(programs: Sequence["Program"], spec: "PipelineSpec", precision: s
                "options": {k: v for k, v in options.items() if isinstance(v, (int, float, str, bool))},
                "cached": bool(calib.source.get("cached"))}
     if precision != "mixed":
-        plans = {p.name: fixed_plan(p) or PrecisionPlan(precision, calibration=calib.for_program(p.name),
-                                                        notes={"calibration_key": calib.key}) for p in programs}
+        plans = {p.name: fixed_plan(p) or (PrecisionPlan(precision, calibration=calib.for_program(p.name),
+                                                         notes={"calibration_key": calib.key}) if p.name in only
+                                           else PrecisionPlan("fp32", notes={"kept": "not in --quantize-only"}))
+                 for p in programs}
         return PlanResult(plans, summary, None, time.time() - t0)
     return _mixed(programs, spec, calib, clips, budget, seed, options, threads, progress, summary, t0,
-                  verify_target)
+                  verify_target, only)
+
+
+def _quantize_only(programs: Sequence["Program"], names: Sequence[str] | None) -> set[str]:
+    """The program names `quantize_only` selects (all when None); unknown names are an error listing the programs."""
+    have = [p.name for p in programs]
+    if names is None:
+        return set(have)
+    names = [n.strip() for n in names if n.strip()]
+    unknown = [n for n in names if n not in have]
+    if unknown or not names:
+        raise InputError(f"--quantize-only names no program {', '.join(unknown) or '(empty)'}",
+                         f"programs: {', '.join(have)}")
+    return set(names)
 
 
 def fixed_plan(program: "Program") -> PrecisionPlan | None:
@@ -148,7 +168,7 @@ def fixed_plan(program: "Program") -> PrecisionPlan | None:
 
 
 def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options, threads, progress, summary,
-           t0, verify_target: str | None = None) -> PlanResult:
+           t0, verify_target: str | None = None, only: set[str] | None = None) -> PlanResult:
     from edgeth.quantize.budget import Budget
     from edgeth.quantize.mixed import search_mixed
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
@@ -172,7 +192,7 @@ def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options
         def verify(plans):
             return backend_quality(programs, plans, verify_target, run, b, reference, threads, timing)
 
-    searched = [p.name for p in programs if fixed_plan(p) is None]
+    searched = [p.name for p in programs if fixed_plan(p) is None and (only is None or p.name in only)]
     result = search_mixed(list(programs), calib, run, b, threads=threads, progress=progress, verify=verify,
                           quantize=searched)
     plans = {**result.plans, **{p.name: fixed_plan(p) for p in programs if fixed_plan(p) is not None}}

@@ -165,3 +165,31 @@ def test_precision_and_budget_errors_are_clean(fam, tmp_path):
         r = B.cli("export", "--ckpt", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--target", "onnx",
                   "--precision", "mixed", "--budget", "ssim=3")
         B.assert_clean_error(r, 2, "bad budget", "psnr=35")
+
+
+def test_quantize_only_keeps_the_other_programs_fp32_and_limits_the_search(fam, tmp_path):
+    """`--quantize-only renderer`: int8 and mixed plans quantize the named program alone (the
+    others FP32, the mixed search ranks only its layers); unknown names list the programs."""
+    from edgeth.errors import InputError
+    from edgeth.quantize.planning import make_plans
+
+    programs, spec = fam["programs"], fam["spec"]
+    names = [p.name for p in programs]
+    one = names[0]
+    int8 = make_plans(programs, spec, "int8", clips=_clips(), cache_dir=tmp_path, quantize_only=[one], progress=False)
+    assert {n: p.precision for n, p in int8.plans.items()} == {n: ("int8" if n == one else "fp32") for n in names}
+    mixed = make_plans(programs, spec, "mixed", budget="psnr=80", clips=_clips(), cache_dir=tmp_path,
+                       quantize_only=[one], progress=False)
+    assert mixed.plans[one].precision == "mixed"
+    assert all(mixed.plans[n].precision == "fp32" for n in names if n != one)
+    assert {s["program"] for s in mixed.mixed["ranking"]} == {one}
+    with pytest.raises(InputError, match="no program nope") as e:
+        make_plans(programs, spec, "int8", clips=_clips(), cache_dir=tmp_path, quantize_only=["nope"], progress=False)
+    assert all(n in e.value.fix for n in names)
+    # the CLI: a clean one-line error, nothing written
+    B.make_run(tmp_path / "run")
+    with B.registered():
+        r = B.cli("export", "--ckpt", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--target", "onnx",
+                  "--precision", "int8", "--quantize-only", "nope")
+        B.assert_clean_error(r, 2, "--quantize-only names no program nope", one)
+    assert not (tmp_path / "b").exists()

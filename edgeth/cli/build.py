@@ -20,6 +20,8 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 @click.option("--precision", "precisions", default=",".join(("fp32", "fp16", "int8", "mixed")), show_default=True,
               help="Comma-separated precisions; one bundle each.")
 @click.option("--budget", default="psnr=35", show_default=True, help="Accuracy budget for mixed.")
+@click.option("--quantize-only", default=None, metavar="PROGRAMS",
+              help="Comma-separated programs that get each precision (mixed: that its search may quantize); the others stay FP32.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder (reused on rerun).")
 @click.option("--preset", default="tiny", show_default=True, help="Preset to train without --ckpt.")
 @click.option("--clips", type=click.IntRange(min=1), default=8, show_default=True, help="Synthetic clips without --ckpt.")
@@ -34,7 +36,7 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every backend and the eager baseline.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def cli(model, ckpt, targets, precisions, budget, out, preset, clips, seconds, max_steps, steps, frames, bench_iters,
+def cli(model, ckpt, targets, precisions, budget, quantize_only, out, preset, clips, seconds, max_steps, steps, frames, bench_iters,
         no_bench, threads, seed, quiet):
     """Data -> train -> calibrate/quantize -> export -> verify -> bench -> report, in one job.
 
@@ -44,13 +46,14 @@ def cli(model, ckpt, targets, precisions, budget, out, preset, clips, seconds, m
     Example:
       edgeth build --out demo_out
       edgeth build --model ifmdm --ckpt runs/tiny --targets executorch,onnx --precision fp32,int8 --out bundles/
+      edgeth build --ckpt runs/mobile --precision fp32,int8,mixed --quantize-only renderer --out rt/
     """
     from edgeth.build import BuildConfig, build, summary_table
     from edgeth.errors import CheckFailed
     from edgeth.io_utils import out_lock
 
     cfg = BuildConfig(model=model, ckpt=str(ckpt) if ckpt else None, targets=_csv(targets),
-                      precisions=_csv(precisions) or ("fp32",), budget=budget, preset=preset, clips=clips,
+                      precisions=_csv(precisions) or ("fp32",), budget=budget, quantize_only=_csv(quantize_only), preset=preset, clips=clips,
                       seconds=seconds, max_steps=max_steps or None, steps=steps or None, frames=frames, bench=not no_bench,
                       bench_iters=bench_iters, threads=threads, seed=seed)
     with out_lock(out):  # one build per --out at a time

@@ -15,6 +15,8 @@ import click
 @click.option("--precision", default="fp32", show_default=True,
               help="fp32|fp16|int8|int8-weights|mixed for every target, or per target: executorch=int8,onnx=fp16.")
 @click.option("--budget", default=None, help="Accuracy budget for --precision mixed: psnr=35 | cosine=0.999 | tokens=0.99.")
+@click.option("--quantize-only", default=None, metavar="PROGRAMS",
+              help="Comma-separated programs that get --precision (mixed: that the search may quantize); the others stay FP32.")
 @click.option("--calib", "calib_dir", type=click.Path(path_type=Path), default=None,
               help="Calibration clips: <name>.png + <name>.wav pairs (default: synthetic clips).")
 @click.option("--calib-clips", type=click.IntRange(min=1), default=4, show_default=True, help="Calibration clips to run the reference on.")
@@ -31,7 +33,7 @@ import click
               help="Reuse lowered programs kept in this folder (a graph lowered before is not lowered again).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, image, audio, seconds, seed, steps,
+def cli(ckpt, model, targets, out, precision, budget, quantize_only, calib_dir, calib_clips, image, audio, seconds, seed, steps,
         golden_calls, tar, threads, cache, as_json, quiet):
     """Export a checkpoint into a bundle for one or more targets, verified against PyTorch.
 
@@ -50,6 +52,7 @@ def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, im
       edgeth export --ckpt runs/tiny --target executorch,onnx --out bundle/ --tar
       edgeth export --ckpt runs/tiny --target executorch --precision mixed --budget psnr=35 --out b8/
       edgeth export --ckpt runs/tiny --precision int8 --cache ~/.cache/edgeth/lowered --out b8/
+      edgeth export --ckpt runs/mobile --target executorch --precision mixed --quantize-only renderer --out b8/
     """
     from edgeth.bundle.export import export_bundle
     from edgeth.errors import InputError
@@ -66,7 +69,8 @@ def cli(ckpt, model, targets, out, precision, budget, calib_dir, calib_clips, im
                             seed=seed, seconds=seconds, options={"steps": steps} if steps else None,
                             golden_calls=golden_calls, tar=tar, threads=threads, cache=cache,
                             progress=not quiet and not as_json,
-                            quantize={"budget": budget, "calib_dir": calib_dir, "calib_clips": calib_clips})
+                            quantize={"budget": budget, "calib_dir": calib_dir, "calib_clips": calib_clips,
+                                      "quantize_only": quantize_only.split(",") if quantize_only else None})
     if as_json:
         click.echo(json.dumps({"bundle": str(res.path), "tar": str(res.tar) if res.tar else None,
                                "targets": sorted(res.manifest["targets"]), "seconds": res.seconds,
