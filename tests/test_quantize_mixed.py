@@ -186,6 +186,19 @@ def test_quantize_only_keeps_the_other_programs_fp32_and_limits_the_search(fam, 
     with pytest.raises(InputError, match="no program nope") as e:
         make_plans(programs, spec, "int8", clips=_clips(), cache_dir=tmp_path, quantize_only=["nope"], progress=False)
     assert all(n in e.value.fix for n in names)
+    # a bundle: the named program INT8, the others FP32, the target still called int8 (not mixed)
+    from edgeth.bundle.export import export_bundle
+
+    image, audio = B.sample_media()
+    with B.registered(), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGETH_CACHE", str(tmp_path / "cache"))
+        res = export_bundle(fam["run_dir"], tmp_path / "b8", targets=["onnx"], precision="int8", image=image,
+                            audio=audio, progress=False, quantize={"quantize_only": [one],
+                                                                   "calib_dir": _calib_dir(tmp_path), "calib_clips": 2})
+    m = res.manifest
+    assert m["targets"]["onnx"]["precision"] == "int8"
+    got = {p["name"]: p["artifacts"]["onnx"]["precision"] for p in m["programs"]}
+    assert got == {n: ("int8" if n == one else "fp32") for n in names}
     # the CLI: a clean one-line error, nothing written
     B.make_run(tmp_path / "run")
     with B.registered():

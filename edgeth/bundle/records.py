@@ -35,9 +35,12 @@ def target_record(target: str, programs: list, artifacts: dict, extras: dict, sp
     from the row of the kind the spec declares for it)."""
     from edgeth.tolerances import quality_for, tolerance_for
 
-    # programs pinned to a precision (the FP32 log-mel frontend) do not make an INT8 target "mixed"
+    # programs pinned to a precision (the FP32 log-mel frontend), and programs left FP32 by
+    # --quantize-only, do not make an INT8 target "mixed" (each artifact records its own)
     free = [p for p in programs if not p.meta.get("precision")] or list(programs)
     precs = {artifacts[p.name][target]["precision"] for p in free}
+    if len(precs) == 2 and "fp32" in precs and "mixed" not in precs:
+        precs.discard("fp32")
     prec = precs.pop() if len(precs) == 1 else "mixed"
     tol = {"frames": tolerance_for(prec, "frames")}
     quality = {"frames": quality_for(prec, "frames")}
