@@ -168,7 +168,7 @@ def fixed_plan(program: "Program") -> PrecisionPlan | None:
 
 
 def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options, threads, progress, summary,
-           t0, verify_target: str | None = None, only: set[str] | None = None) -> PlanResult:
+           t0, verify_target: str | None, only: set[str]) -> PlanResult:
     from edgeth.quantize.budget import Budget
     from edgeth.quantize.mixed import search_mixed
     from edgeth.runtime_py.pipelines import SeededNoise, get_pipeline
@@ -192,7 +192,7 @@ def _mixed(programs, spec, calib: "CalibrationSet", clips, budget, seed, options
         def verify(plans):
             return backend_quality(programs, plans, verify_target, run, b, reference, threads, timing)
 
-    searched = [p.name for p in programs if fixed_plan(p) is None and (only is None or p.name in only)]
+    searched = [p.name for p in programs if fixed_plan(p) is None and p.name in only]  # only: make_plans' selection
     result = search_mixed(list(programs), calib, run, b, threads=threads, progress=progress, verify=verify,
                           quantize=searched)
     plans = {**result.plans, **{p.name: fixed_plan(p) for p in programs if fixed_plan(p) is not None}}
