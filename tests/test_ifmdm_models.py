@@ -173,6 +173,12 @@ def test_renderer_reuses_the_finest_warp_bit_for_bit(name):
         ep = torch.export.export(r, (feats, ms, md))
         n = sum("grid_sampler" in str(x.target) for x in ep.graph.nodes if x.op == "call_function")
         assert n == len(r.levels)  # one per level, none for the output
+        # one frame per call (the deployed renderer): no expand to the shape it already has, which
+        # ExecuTorch's portable kernel would copy in full (layers.to_batch)
+        one = torch.export.export(r, (feats, ms, md[:1]))
+        same = [x.name for x in one.graph.nodes if x.op == "call_function" and "expand" in str(x.target)
+                and tuple(x.args[0].meta["val"].shape) == tuple(x.meta["val"].shape)]
+        assert not same, same
 
 
 def test_paper_preset_builds():

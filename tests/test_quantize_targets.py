@@ -60,9 +60,9 @@ def test_round_trip_parity_per_precision(programs, target, tmp_path_factory):
     for (prec, name), (p, d, art) in _exported(programs, target, tmp_path_factory).items():
         assert not isinstance(art, Exception), f"{target} {prec} {name}: {art}"
         assert art.precision == prec
-        if target == "executorch" and name == "renderer":  # each precision's own lowering names its fallbacks
-            assert any("grid_sampler_2d x1 runs on portable kernels" in w["construct"]
-                       for w in art.report["preflight"]), (prec, art.report["preflight"])
+        if target == "executorch" and name == "renderer":  # each precision's own lowering: sampler rewritten
+            assert art.report["portable_ops"].get("aten.index_select") == 4, (prec, art.report["portable_ops"])
+            assert "aten.grid_sampler_2d" not in art.report["portable_ops"], prec
         q = art.report["quantization"]
         assert q["precision"] == prec
         if prec in ("int8", "mixed"):

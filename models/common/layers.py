@@ -17,6 +17,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def to_batch(x: torch.Tensor, n) -> torch.Tensor:
+    """x [1, ...] broadcast to batch n: x itself when its batch already is n (an exported
+    `expand` to the same shape still costs a full copy on ExecuTorch's portable kernel), else
+    x.expand(n, ...) (a view in PyTorch; also the path for a symbolic n)."""
+    if isinstance(n, int) and x.shape[0] == n:
+        return x
+    return x.expand(n, *x.shape[1:])
+
+
 class PlainLayerNorm(nn.Module):
     """LayerNorm over the last dim written with explicit mean/var (delegates everywhere)."""
 

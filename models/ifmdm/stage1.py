@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgeth.models.common.layers import MLP, ConvAct, DownBlock, FiLM, ResBlock, upsample2x
+from edgeth.models.common.layers import MLP, ConvAct, DownBlock, FiLM, ResBlock, to_batch, upsample2x
 from edgeth.models.common.losses import VGGPerceptual, change_weighted_l1, mouth_box_loss, multiscale_l1_ssim, psnr
 from edgeth.models.common.warp import FlowWarp
 from edgeth.models.ifmdm.config import Stage1Config
@@ -138,7 +138,7 @@ class WarpLevel(nn.Module):
         h = F.leaky_relu(self.film(h, style), 0.2)
         d = self.head(h)
         flow = d[:, :2] * self.flow_scale + (flow if flow is not None else 0.0)
-        sampled = self.warp(app.expand(h.shape[0], -1, -1, -1), flow)
+        sampled = self.warp(to_batch(app, h.shape[0]), flow)
         h = self.res(self.film2(self.conv2(torch.cat([h, sampled * torch.sigmoid(d[:, 2:3])], dim=1)), style))
         return h, flow, sampled
 
@@ -176,7 +176,7 @@ class MouthPatch(nn.Module):
         n = h.shape[0]
         box = rgb[:, :, t:b, l:r]
         code = self.code(mouth)[:, :, None, None].expand(-1, -1, b - t, r - l)
-        x = torch.cat([h[:, :, t:b, l:r], box, code, self.grid.expand(n, -1, -1, -1)], dim=1)
+        x = torch.cat([h[:, :, t:b, l:r], box, code, to_batch(self.grid, n)], dim=1)
         box = box + self.out(self.net(x)) * self.window
         mid = torch.cat([rgb[:, :, t:b, :l], box, rgb[:, :, t:b, r:]], dim=3)
         return torch.cat([rgb[:, :, :t], mid, rgb[:, :, b:]], dim=2)
@@ -220,7 +220,7 @@ class Renderer(nn.Module):
     def forward(self, feats: list[torch.Tensor], motion_src: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         n = motion.shape[0]
         # relative motion: the source appearance already shows the source pose
-        rel = motion - motion_src.expand(n, -1)
+        rel = motion - to_batch(motion_src, n)
         k = self.cfg.mouth_code_dim
         mouth = torch.cat([motion[:, -k:], rel[:, -k:]], dim=1) if self.mouth_patch is not None else None
         return self.decode(feats, self.style(rel @ self.directions), mouth)
@@ -230,12 +230,12 @@ class Renderer(nn.Module):
         (the warping decoder; VQTalker's renderer drives it with its own style)."""
         n = style.shape[0]
         apps = feats[::-1]
-        h = torch.cat([apps[0].expand(n, -1, -1, -1), self.style_map(style).reshape(n, *self.map_shape)], dim=1)
+        h = torch.cat([to_batch(apps[0], n), self.style_map(style).reshape(n, *self.map_shape)], dim=1)
         flow = None
         for level, app in zip(self.levels, apps):
             h, flow, sampled = level(h, flow, app, style)
         out = self.to_rgb(h)
-        warped = sampled if self.reuse_sample else self.out_warp(feats[0].expand(n, -1, -1, -1), flow)
+        warped = sampled if self.reuse_sample else self.out_warp(to_batch(feats[0], n), flow)
         blend = torch.sigmoid(out[:, 3:4])
         rgb = blend * warped + (1 - blend) * torch.tanh(out[:, :3])
         if mouth is not None and self.mouth_patch is not None:

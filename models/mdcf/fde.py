@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgeth.models.common.layers import ConvAct, DownBlock, ResBlock, upsample2x
+from edgeth.models.common.layers import ConvAct, DownBlock, ResBlock, to_batch, upsample2x
 from edgeth.models.common.losses import VGGPerceptual, change_weighted_l1, multiscale_l1_ssim, psnr
 from edgeth.models.common.warp import FlowWarp
 from edgeth.models.mdcf.config import FDEConfig
@@ -82,12 +82,12 @@ class ImageDecoder(nn.Module):
     def forward(self, image: torch.Tensor, emb: torch.Tensor, dyn: torch.Tensor) -> torch.Tensor:
         n = dyn.shape[0]
         flow, vis = dyn[:, :2], dyn[:, 2:3].clamp(0.0, 1.0)  # LMAE-decoded m may leave [0, 1]
-        warped = self.warp_emb(emb.expand(n, -1, -1, -1), flow) * vis
+        warped = self.warp_emb(to_batch(emb, n), flow) * vis
         h = self.res(torch.cat([warped, vis], dim=1))
         h = self.up2(upsample2x(self.up1(upsample2x(h))))
         out = self.to_rgb(h)
         flow_full = F.interpolate(flow, scale_factor=4.0, mode="bilinear", align_corners=False)
-        src = self.warp_img(image.expand(n, -1, -1, -1) * 2 - 1, flow_full)
+        src = self.warp_img(to_batch(image, n) * 2 - 1, flow_full)
         blend = torch.sigmoid(out[:, 3:4])
         rgb = blend * src + (1 - blend) * torch.tanh(out[:, :3])
         return (rgb.clamp(-1, 1) + 1) * 0.5
