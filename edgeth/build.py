@@ -39,6 +39,7 @@ class BuildConfig:
     precisions: tuple[str, ...] = DEFAULT_PRECISIONS
     budget: str = "psnr=35"  # accuracy budget of `mixed`
     quantize_only: tuple[str, ...] | None = None  # programs that get the precision (others FP32); None: all
+    calib_clips: int | None = None  # calibration clips of int8/mixed (None: quantize.planning's default)
     preset: str = "tiny"
     clips: int = 8
     seconds: float = 4.0
@@ -254,7 +255,8 @@ def _export_one(run: Path, ckpt_hash: str, path: Path, prec: str, targets: list[
 
     want = {"ckpt": ckpt_hash, "precision": prec, "targets": sorted(targets), "steps": cfg.steps,
             "budget": cfg.budget if prec == "mixed" else None, "seed": cfg.seed, "model": cfg.model,
-            **({"quantize_only": sorted(cfg.quantize_only)} if cfg.quantize_only and prec != "fp32" else {})}
+            **({"quantize_only": sorted(cfg.quantize_only)} if cfg.quantize_only and prec != "fp32" else {}),
+            **({"calib_clips": cfg.calib_clips} if cfg.calib_clips and prec != "fp32" else {})}
     stamp = path.with_name(path.name + ".build.json")
     if (path / "manifest.json").exists() and _stamp_ok(stamp, want):
         try:
@@ -267,6 +269,8 @@ def _export_one(run: Path, ckpt_hash: str, path: Path, prec: str, targets: list[
                 "quantize_only": list(cfg.quantize_only) if cfg.quantize_only else None}
     if prec == "mixed":
         quantize["budget"] = cfg.budget
+    if cfg.calib_clips:
+        quantize["calib_clips"] = cfg.calib_clips
     # programs pinned to FP32 and mixed plans equal to INT8 are lowered once for the whole build
     lowered = cache_dir() or path.parent.parent / "cache"  # entries under OUT/cache/lowered/
     export_bundle(run, path, model=cfg.model, targets=targets, precision=prec, seed=cfg.seed,

@@ -140,3 +140,20 @@ def test_the_demo_sampler_steps_apply_only_to_families_with_a_sampler():
     assert _sampler_steps(get_model("vqtalker"), BuildConfig(steps=None), False).steps is None
     with pytest.raises(InputError, match="no sampler steps option"):
         _sampler_steps(get_model("vqtalker"), BuildConfig(steps=4), False)
+
+
+def test_calib_clips_reaches_the_quantizer_and_the_stamp(monkeypatch, tmp_path):
+    """--calib-clips goes to the quantizer of int8/mixed and into their stamp (a different
+    calibration set is a different bundle); unset, nothing changes (older stamps stay valid)."""
+    import edgeth.bundle.export as bundle_export
+    from edgeth.build import BuildConfig, _export_one
+
+    seen = []
+    monkeypatch.setattr(bundle_export, "export_bundle", lambda run, path, **kw: seen.append(kw["quantize"]))
+    for clips, prec in ((2, "int8"), (None, "int8"), (2, "fp32")):
+        path = tmp_path / f"{prec}-{clips}"
+        cfg = BuildConfig(model="ifmdm", ckpt="x", precisions=(prec,), calib_clips=clips)
+        _export_one(tmp_path, "hash", path, prec, ["onnx"], cfg, [])
+        stamp = json.loads(path.with_name(path.name + ".build.json").read_text())
+        assert stamp.get("calib_clips") == (clips if prec != "fp32" else None), stamp
+    assert [q.get("calib_clips") for q in seen] == [2, None, 2]

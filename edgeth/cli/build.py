@@ -22,6 +22,8 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 @click.option("--budget", default="psnr=35", show_default=True, help="Accuracy budget for mixed.")
 @click.option("--quantize-only", default=None, metavar="PROGRAMS",
               help="Comma-separated programs that get each precision (mixed: that its search may quantize); the others stay FP32.")
+@click.option("--calib-clips", type=click.IntRange(min=1), default=None,
+              help="Calibration clips of int8/mixed (default: 4; 2 keeps a `mobile` mixed search to minutes).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder (reused on rerun).")
 @click.option("--preset", default="tiny", show_default=True, help="Preset to train without --ckpt.")
 @click.option("--clips", type=click.IntRange(min=1), default=8, show_default=True, help="Synthetic clips without --ckpt.")
@@ -36,7 +38,7 @@ def _csv(text: str | None) -> tuple[str, ...] | None:
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="Threads for every backend and the eager baseline.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def cli(model, ckpt, targets, precisions, budget, quantize_only, out, preset, clips, seconds, max_steps, steps, frames, bench_iters,
+def cli(model, ckpt, targets, precisions, budget, quantize_only, calib_clips, out, preset, clips, seconds, max_steps, steps, frames, bench_iters,
         no_bench, threads, seed, quiet):
     """Data -> train -> calibrate/quantize -> export -> verify -> bench -> report, in one job.
 
@@ -53,7 +55,8 @@ def cli(model, ckpt, targets, precisions, budget, quantize_only, out, preset, cl
     from edgeth.io_utils import out_lock
 
     cfg = BuildConfig(model=model, ckpt=str(ckpt) if ckpt else None, targets=_csv(targets),
-                      precisions=_csv(precisions) or ("fp32",), budget=budget, quantize_only=_csv(quantize_only), preset=preset, clips=clips,
+                      precisions=_csv(precisions) or ("fp32",), budget=budget, quantize_only=_csv(quantize_only), calib_clips=calib_clips,
+                      preset=preset, clips=clips,
                       seconds=seconds, max_steps=max_steps or None, steps=steps or None, frames=frames, bench=not no_bench,
                       bench_iters=bench_iters, threads=threads, seed=seed)
     with out_lock(out):  # one build per --out at a time
