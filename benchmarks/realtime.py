@@ -179,7 +179,7 @@ def main(argv=None) -> int:
             f"{a.sampler_steps} DDIM steps, {a.size}x{a.size}, brief training ({a.train_steps} steps per stage), "
             + (f"only {a.quantize_only} quantized (the rest FP32), " if a.quantize_only not in (None, "all") else "")
             + f"{a.calib_clips} calibration clips, "
-            + "all rows in one run.")
+            + "each family's rows measured side by side in one run.")
     print(text)
     if a.json:
         a.json.write_text(json.dumps({"rows": rows, "families": report}, indent=1, default=str))

@@ -123,11 +123,13 @@ def test_stream_figures_replay_compute_against_real_time_speech():
     assert f["worst_gap_ms"] == pytest.approx(550 - 340)
     assert f["playback_delay_ms"] == pytest.approx(550 - 200)  # frame 2 is due 200 ms after frame 0
     assert f["compute_first_ms"] == pytest.approx(50)
-    assert f["rtf"] == pytest.approx((0.36 - 0.05) / 0.3)
-    # one window over the whole clip (global NAR): every frame after the last chunk, no steady state
+    assert f["rtf"] == pytest.approx(0.36 / 0.4)  # all compute, per second of the 4 frames' video
+    # one window over the whole clip (global NAR): every frame at once after the last chunk; the
+    # factor still counts all the compute (it read 0.00 when taken between the first and last frame)
     burst = stream_figures([("chunk", k, 0.01 * k, 0.01 * k, 100) for k in range(4)]
                            + [("frame", i, 0.5 + 1e-4 * i, 0.5 + 1e-4 * i, 0) for i in range(4)], 0.0, sr, fps)
-    assert burst["frames"] == 4 and burst["rtf"] is None and burst["first_frame_ms"] == pytest.approx(870)
+    assert burst["frames"] == 4 and burst["first_frame_ms"] == pytest.approx(870)
+    assert burst["rtf"] == pytest.approx(0.5003 / 0.4)
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ complete when its last sample has been spoken), which needs no sleeping and no s
   playback_delay_ms  the smallest delay after the first spoken sample at which frames can be
                      shown at the video's fps without ever stalling (>= first_frame_ms)
   worst_gap_ms       the longest wait between two consecutive frames, real-time speech
-  rtf                steady-state real-time factor: compute seconds per second of video from
-                     the first frame to the last (< 1 keeps up with speech); None when every
-                     frame came after the last chunk (one window, e.g. global NAR: no steady state)
+  rtf                real-time factor: compute seconds of the whole run (portrait, every window,
+                     every frame) per second of video (< 1 keeps up with speech on average; a
+                     clip of one window, or MDCF's global NAR, has no steady state to single out)
   compute_first_ms   first frame with all audio at hand (pure compute: portrait + window 0)
 
 `measure_stream` is what `edgeth bench`, `edgeth run --stream` and benchmarks/realtime.py call.
@@ -29,11 +29,9 @@ def stream_figures(events: list[tuple], t0: float, sample_rate: int, fps: float)
     clock, prev, received = 0.0, t0, 0
     paced: list[float] = []
     compute: list[float] = []
-    last_chunk = None  # compute time at which the last chunk was pulled
     for kind, _, a, b, n in events:
         clock += a - prev  # compute since the previous event
         if kind == "chunk":
-            last_chunk = a - t0
             received += n
             clock = max(clock, received / sample_rate)  # waits for the chunk's last sample to be spoken
             prev = b  # the source's own wait is not compute
@@ -45,11 +43,9 @@ def stream_figures(events: list[tuple], t0: float, sample_rate: int, fps: float)
         return {"frames": 0}
     n = len(paced)
     gaps = np.diff(paced) if n > 1 else np.zeros(1)
-    video_s = (n - 1) / fps
-    steady = video_s > 0 and (last_chunk is None or compute[0] < last_chunk)  # frames came out while speech came in
     return {"frames": n, "first_frame_ms": 1e3 * paced[0], "worst_gap_ms": 1e3 * float(gaps.max()),
             "playback_delay_ms": 1e3 * max(t - i / fps for i, t in enumerate(paced)),
-            "rtf": (compute[-1] - compute[0]) / video_s if steady else None,
+            "rtf": compute[-1] / (n / fps),
             "compute_first_ms": 1e3 * compute[0], "compute_total_s": compute[-1]}
 
 
