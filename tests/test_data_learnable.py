@@ -88,3 +88,14 @@ def test_probe_cli_scores_a_clip_against_its_ground_truth(synth_corpus, tmp_path
     (tmp_path / "bad.json").write_text("{}")
     r = CliRunner().invoke(cli, ["data", "probe", str(synth_corpus / "clip_0003.mp4"), "--gt", str(tmp_path / "bad.json")])
     assert r.exit_code != 0 and "cannot read ground truth" in str(r.exception)
+
+
+def test_probe_fits_even_when_first_used_inside_no_grad():
+    """The probe is fitted on first use; a benchmark that first measures inside `torch.no_grad()`
+    (rendering there) must get a probe, not 'element 0 of tensors does not require grad'."""
+    import torch
+
+    cfg = probe.ProbeConfig(identities=8, frames_per_identity=2, render_sizes=(48,), steps=2, batch=8)
+    with torch.no_grad():
+        net = probe.fit(cfg)
+    assert isinstance(net, torch.nn.Module)

@@ -189,7 +189,8 @@ def fit(cfg: ProbeConfig = ProbeConfig(), progress: bool = False):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # reproducible on any machine, and immune to OpenMP oversubscription
     try:
-        return _fit(cfg, progress)
+        with torch.enable_grad():  # the first measure() may come from inside a caller's no_grad block
+            return _fit(cfg, progress)
     finally:
         torch.set_num_threads(threads)
 
