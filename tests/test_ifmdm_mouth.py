@@ -1,4 +1,4 @@
-"""IF-MDM's mouth painter (models/ifmdm/stage1.MouthPatch, issue 18): the renderer's gated blend
+"""The mouth painter (models/common/mouth.MouthPatch; IF-MDM issue 18): the renderer's gated blend
 never learned to draw an open mouth from a closed portrait; the painter is an ungated residual
 on the mouth box that does, and that leaves every pixel outside the box alone."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import torch
 
 from edgeth.data.render import neutral_motion, render_frames, sample_identity
 from edgeth.models.ifmdm.config import preset
-from edgeth.models.ifmdm.stage1 import MouthPatch
+from edgeth.models.common.mouth import MouthPatch
 
 
 def _pairs(n: int = 8, size: int = 64):
@@ -30,7 +30,7 @@ def _pairs(n: int = 8, size: int = 64):
 def _painter():
     torch.manual_seed(0)
     cfg = dataclasses.replace(preset("tiny").stage1, mouth_patch_channels=16)
-    return cfg, MouthPatch(cfg, 16, 2)
+    return cfg, MouthPatch(cfg.mouth_pixels, 16, 16, code_dim=2)
 
 
 def test_the_painter_starts_as_the_identity_and_never_touches_pixels_outside_the_mouth_box():

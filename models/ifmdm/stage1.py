@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from edgeth.models.common.layers import MLP, ConvAct, DownBlock, FiLM, ResBlock, to_batch, upsample2x
 from edgeth.models.common.losses import VGGPerceptual, change_weighted_l1, mouth_box_loss, multiscale_l1_ssim, psnr
+from edgeth.models.common.mouth import MouthPatch
 from edgeth.models.common.warp import FlowWarp
 from edgeth.models.ifmdm.config import Stage1Config
 
@@ -143,45 +144,6 @@ class WarpLevel(nn.Module):
         return h, flow, sampled
 
 
-class MouthPatch(nn.Module):
-    """Paints the mouth: decoder features + current RGB on the static mouth box, with the mouth
-    code broadcast over it -> an RGB residual added to the box (no gate: a gated RGB + alpha
-    painter closed its gate and drew nothing), faded to zero over the box's outer third; pasted
-    back by slicing and concatenation (no pad or scatter, so it lowers on every target).
-
-    h [N, C, S, S], rgb [N, 3, S, S] in [-1, 1], mouth [N, K] -> rgb [N, 3, S, S] in [-1, 1].
-    A fixed coordinate grid over the box tells the convolutions where they are.
-    """
-
-    def __init__(self, cfg: "Stage1Config", cin: int, mouth_dim: int):
-        super().__init__()
-        self.box = cfg.mouth_pixels
-        t, b, l, r = self.box
-        c = cfg.mouth_patch_channels
-        ys = torch.linspace(-1, 1, b - t)[:, None].expand(b - t, r - l)
-        xs = torch.linspace(-1, 1, r - l)[None, :].expand(b - t, r - l)
-        self.register_buffer("grid", torch.stack([ys, xs])[None].clone(), persistent=False)
-        # the residual fades to zero over the box's outer third: no seam where the box is pasted back
-        # (fading over the outer sixth left a faint line under the chin once the head moved)
-        edge = torch.minimum(1 - ys.abs(), 1 - xs.abs())
-        self.register_buffer("window", (edge * 3).clamp(max=1)[None, None].clone(), persistent=False)
-        self.code = nn.Linear(mouth_dim, c)
-        self.net = nn.Sequential(ConvAct(cin + 3 + c + 2, c), ConvAct(c, c), ConvAct(c, c))
-        self.out = nn.Conv2d(c, 3, 3, padding=1)  # a residual on the box: no gate to collapse shut
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, h: torch.Tensor, rgb: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
-        t, b, l, r = self.box
-        n = h.shape[0]
-        box = rgb[:, :, t:b, l:r]
-        code = self.code(mouth)[:, :, None, None].expand(-1, -1, b - t, r - l)
-        x = torch.cat([h[:, :, t:b, l:r], box, code, to_batch(self.grid, n)], dim=1)
-        box = box + self.out(self.net(x)) * self.window
-        mid = torch.cat([rgb[:, :, t:b, :l], box, rgb[:, :, t:b, r:]], dim=3)
-        return torch.cat([rgb[:, :, :t], mid, rgb[:, :, b:]], dim=2)
-
-
 class Renderer(nn.Module):
     """Generator G: (appearance features of the source, m' [B|1, D], m [N, D]) -> RGB [N, 3, S, S] in [0, 1]."""
 
@@ -215,7 +177,8 @@ class Renderer(nn.Module):
         # renderer's time before this)
         self.reuse_sample = len(levels) == len(shapes) and shapes[-1][0] == 3 and shapes[-1][1] == cfg.image_size
         k = cfg.mouth_code_dim
-        self.mouth_patch = MouthPatch(cfg, cin, self.MOUTH_INPUTS * k) if (k and cfg.mouth_patch_channels) else None
+        self.mouth_patch = (MouthPatch(cfg.mouth_pixels, cfg.mouth_patch_channels, cin, code_dim=self.MOUTH_INPUTS * k)
+                            if (k and cfg.mouth_patch_channels) else None)
 
     def forward(self, feats: list[torch.Tensor], motion_src: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         n = motion.shape[0]
