@@ -9,7 +9,9 @@ The LMAE works on normalized dynamics [f / flow_scale; 2 m - 1] (flows are ~0.05
 coordinates, visibility ~1: unnormalized, the MSE would only see the mask); `decode` returns
 FDE units. Phase two (`CascadeTrainer`, mode "tpc") freezes the FDE and trains the LMAE on
 dynamics the FDE computes online:
-  L = lambda_MSE * MSE([f; m]) + lambda_IGC * IGC + lambda_KL * KL
+  L = lambda_MSE * (MSE([f; m]) + lambda_mouth * MSE([f; m] on the mouth box)) + lambda_IGC * IGC + lambda_KL * KL
+(lambda_mouth is our addition: without it the LMAE dropped the mouth, a few small-valued cells of
+[f; m]; see LMAEConfig).
 IGC (Eq. 7) is the FDE's image loss on D(A(E(x_src), f^) * m^) through the *frozen* decoder,
 so its gradient reaches the LMAE only. KL (Eq. 8) keeps sigma away from zero, so the decoder
 learns to decode slightly perturbed latents (the low-pass behaviour the diffusion relies on).
@@ -111,6 +113,7 @@ class CascadeTrainer(nn.Module):
         self.fde, self.lmae, self.mode = fde, lmae, mode
         c = lmae.cfg
         self.l_mse, self.l_igc, self.l_kl = c.lambda_mse, (0.0 if mode == "no-igc" else c.lambda_igc), c.lambda_kl
+        self.l_mouth = c.lambda_mouth
         if mode != "e2e":
             self.fde.requires_grad_(False)  # phase two: the FDE is frozen (gradients stop at its weights)
 
@@ -124,7 +127,11 @@ class CascadeTrainer(nn.Module):
         mu, logvar = self.lmae.encode(dyn)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         dyn_n = self.lmae.decode_normalized(z)
-        mse = F.mse_loss(dyn_n, self.lmae.normalize(dyn).detach())
+        target = self.lmae.normalize(dyn).detach()
+        mse = F.mse_loss(dyn_n, target)
+        if self.l_mouth:
+            t, b, l, r = self.fde.decoder.dyn_box
+            mse = mse + self.l_mouth * F.mse_loss(dyn_n[:, :, t:b, l:r], target[:, :, t:b, l:r])
         dyn_hat = self.lmae.decode(z)
         pred = self.fde.decoder(src, self.fde.encoder(src), dyn_hat)
         igc = image_loss(pred, drv, src, self.fde.cfg, self.fde.vgg)
