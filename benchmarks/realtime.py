@@ -122,12 +122,50 @@ def profile_lines(profiles: dict[str, dict[str, Any]], bench: dict[str, Any]) ->
     return lines
 
 
-def write_readme(readme: Path, text: str) -> None:
-    from edgeth.io_utils import atomic_path
+def settings_text(a: argparse.Namespace) -> str:
+    """What the table's rows were measured with (the README's footnote; rows merge only under the same)."""
+    return (f"{a.sampler_steps} DDIM steps, {a.size}x{a.size}, brief training ({a.train_steps} steps per stage), "
+            + (f"only {a.quantize_only} quantized (the rest FP32), " if a.quantize_only not in (None, "all") else "")
+            + f"{a.calib_clips} calibration clips")
 
+
+def machine_text(m: dict[str, Any], threads: int) -> str:
+    return f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores, {threads} threads)"
+
+
+def _family(row: str) -> str:
+    return row.split("|")[1].strip().split(" ")[0]
+
+
+def merge_rows(old_block: str, rows_text: str, measured: list[str], order: list[str], machine: str,
+               settings: str) -> tuple[str, list[str]]:
+    """The table's rows: this run's families (rows_text) and, from the README's current block,
+    every other family's rows, kept only when that block says the same machine and settings.
+    Returns (table, the families kept)."""
+    head, new = rows_text.splitlines()[:2], rows_text.splitlines()[2:]
+    old = [ln for ln in old_block.splitlines()[2:] if ln.startswith("| ") and _family(ln) not in measured]
+    kept = list(dict.fromkeys(_family(ln) for ln in old))
+    if kept and (machine not in old_block or settings not in old_block):
+        raise SystemExit(f"error: the README's table also holds {', '.join(kept)}, measured on another machine or "
+                         f"with other settings than this run ({machine}; {settings}) — rerun with "
+                         f"--models {','.join(kept + measured)} to measure them side by side, or the same settings")
+    rank = {n: i for i, n in enumerate(order)}
+    rows = sorted(old + new, key=lambda ln: rank.get(_family(ln), len(rank)))  # stable: each family's rows keep their order
+    return "\n".join(head + rows), kept
+
+
+def readme_block(readme: Path) -> str:
     s = readme.read_text()
     if BEGIN not in s or END not in s:
         raise SystemExit(f"error: {readme} has no {BEGIN} ... {END} block — add the two markers where the table goes")
+    return s[s.index(BEGIN) + len(BEGIN):s.index(END)].strip("\n")
+
+
+def write_readme(readme: Path, text: str) -> None:
+    from edgeth.io_utils import atomic_path
+
+    readme_block(readme)  # the markers are there
+    s = readme.read_text()
     new = s[:s.index(BEGIN) + len(BEGIN)] + "\n" + text + "\n" + s[s.index(END):]
     with atomic_path(readme) as tmp:
         Path(tmp).write_text(new)
@@ -162,7 +200,13 @@ def main(argv=None) -> int:
     from edgeth.build import summary_table
 
     rows, report, machine = [], {}, {}
-    for name in families_with(a.preset, a.models.split(",") if a.models else None):
+    families = families_with(a.preset, a.models.split(",") if a.models else None)
+    if a.readme:  # before the long builds: can this run's rows join the README's table?
+        from edgeth.models import model_names
+
+        merge_rows(readme_block(a.readme), table([]), families, model_names(),
+                   machine_text(machine_info(a.threads), a.threads), settings_text(a))
+    for name in families:
         res = build_family(name, a)
         print(summary_table(res.summary))
         bench = json.loads((res.out / "bench.json").read_text())
@@ -174,12 +218,16 @@ def main(argv=None) -> int:
     if not rows:
         raise SystemExit(f"error: no registered family has a {a.preset!r} preset — pass --models NAME")
     m = machine or machine_info(a.threads)
-    text = (table(rows) + f"\n\nMeasured on {m.get('cpu', '?')} ({m.get('cores', '?')} cores, {a.threads} threads), "
-            f"{m.get('system', '')}, torch {m.get('torch', '?')}, matmul peak {m.get('peak_gflops') or 0:.0f} GFLOP/s; "
-            f"{a.sampler_steps} DDIM steps, {a.size}x{a.size}, brief training ({a.train_steps} steps per stage), "
-            + (f"only {a.quantize_only} quantized (the rest FP32), " if a.quantize_only not in (None, "all") else "")
-            + f"{a.calib_clips} calibration clips, "
-            + "each family's rows measured side by side in one run.")
+    machine, settings = machine_text(m, a.threads), settings_text(a)
+    rows_text, kept = table(rows), []
+    if a.readme:  # families this run did not measure keep their rows (same machine and settings only)
+        from edgeth.models import model_names
+
+        rows_text, kept = merge_rows(readme_block(a.readme), rows_text, list(report), model_names(), machine, settings)
+    text = (rows_text + f"\n\nMeasured on {machine}, {m.get('system', '')}, torch {m.get('torch', '?')}, "
+            f"matmul peak {m.get('peak_gflops') or 0:.0f} GFLOP/s; {settings}, "
+            "each family's rows measured side by side in one run"
+            + (f" ({', '.join(kept)}: an earlier run of this script, same CPU, threads and settings)." if kept else "."))
     print(text)
     if a.json:
         a.json.write_text(json.dumps({"rows": rows, "families": report}, indent=1, default=str))
