@@ -15,10 +15,14 @@ from edgeth.models import get_model
 # Windowed NAR (T = 20, O = 6: windows at 0 and 14) vs global NAR (one window of 34) on the same
 # 34 frames and noise, 10 DDIM steps, compared on the temporal part of the diffusion variable
 # (x0 minus its mean over frames; the mean is the per-portrait part every sample shares).
-# Measured on the fixture: 0.96 (0.96 with AVX2 kernels), while another seed gives 0.19 (0.29).
-# The fixture's FDE barely moves after 200 steps (latent_scale ~4e-4), so the frames agree to
-# > 100 dB and say little; the bound on them only catches a broken chain.
-AGREE_COSINE = 0.85
+# Measured on the fixture before the LMAE's mouth term: 0.96 (0.96 with AVX2 kernels), another
+# noise draw 0.19 (0.29). Since that term the latents carry the mouth and the briefly trained
+# fixture agrees less, and it varies with the training seed: 0.76 / 0.94 / 0.85 for seeds 0 / 1 / 2,
+# another noise draw 0.48 / -0.04 / 0.20 (a 600-step benchmark model: 0.91 vs 0.42; its first
+# window's frames that no other window covers agree least, 0.70, the last ones 0.97). The
+# fixture's FDE barely moves after 200 steps, so the frames agree to > 100 dB and say little; the
+# bound on them only catches a broken chain.
+AGREE_COSINE = 0.7
 AGREE_PSNR_DB = 28.0
 
 
@@ -125,10 +129,11 @@ def test_windowed_and_global_nar_agree_on_a_short_sequence(run):
     assert (win.extras["windows"], glob.extras["windows"]) == (2, 1)
     assert win.frames.shape == glob.frames.shape == (34, 64, 64, 3)
     motion = lambda r: r.extras["x0"] - r.extras["x0"].mean(0, keepdims=True)  # noqa: E731
-    assert cosine(motion(glob), motion(win)) > AGREE_COSINE
+    agree = cosine(motion(glob), motion(win))
+    assert agree > AGREE_COSINE
     other = _generate(run, dataclasses.replace(spec, window={**spec.window, "length": 34, "overlap": 0}), 34, seed=1,
                       nar="global")
-    assert cosine(motion(glob), motion(other)) < 0.6  # the bound tells samples apart
+    assert cosine(motion(glob), motion(other)) < min(0.6, agree - 0.2)  # the bound tells samples apart
     assert psnr_db(glob.frames, win.frames, peak=1.0) > AGREE_PSNR_DB
     assert set(spec.stages) <= set(win.extras) | {"frames"}
     with pytest.raises(Exception, match="global NAR over 34 frames"):
