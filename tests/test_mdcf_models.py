@@ -165,8 +165,8 @@ def _fde_pair():
 def test_fde_mouth_painter_reads_the_dynamics_and_paints_only_the_mouth_box():
     """Issue 12: the FDE drew no open mouth (held-out re-render amplitude 0.06); the shared mouth
     painter on its decoder reads [f; m] on the mouth box. It starts as the identity (runs from
-    before it load and render as trained), changes no pixel outside the box, and what it paints
-    depends on the dynamics there."""
+    before it load and render as trained), changes no pixel outside the box, and is fed the
+    dynamics: the box's [f; m] cells as its code, [f; m] upsampled as per-pixel maps."""
     cfg, with_p, without = _fde_pair()
     s, d = cfg.image_size, cfg.dyn_size
     img, emb = torch.rand(2, 3, s, s), torch.randn(1, cfg.enc_channels[-1], d, d)
@@ -179,11 +179,17 @@ def test_fde_mouth_painter_reads_the_dynamics_and_paints_only_the_mouth_box():
         inside = torch.zeros_like(a, dtype=torch.bool)
         inside[:, :, t:b, l:r] = True
         assert torch.equal(a[~inside], base[~inside]) and (a - base)[inside].abs().max() > 1e-3
-        dt, db, dl, dr = with_p.dyn_box
-        dyn2 = dyn.clone()
-        dyn2[:, 2, dt:db, dl:dr] = 1 - dyn2[:, 2, dt:db, dl:dr]  # only the mask, only in the box
-        a2, base2 = with_p(img[:1], emb, dyn2), without(img[:1], emb, dyn2)
-        assert ((a2 - base2) - (a - base))[inside].abs().max() > 1e-3
+        seen = []
+        hook = with_p.mouth_patch.register_forward_hook(lambda mod, args, out: seen.append(args))
+        with_p(img[:1], emb, dyn)
+        hook.remove()
+    # the painter's code is [f; m] on the mouth box at S/4 (flattened), its maps [f; m] at full size
+    _, _, code, extra = seen[0]
+    dt, db, dl, dr = with_p.dyn_box
+    want = torch.cat([dyn[:, :2], dyn[:, 2:3].clamp(0, 1)], 1)[:, :, dt:db, dl:dr].reshape(2, -1)
+    assert torch.equal(code, want) and extra.shape == (2, 3, s, s)
+    assert torch.allclose(extra, F.interpolate(torch.cat([dyn[:, :2], dyn[:, 2:3].clamp(0, 1)], 1), size=s,
+                                               mode="bilinear", align_corners=False))
 
 
 def test_fde_image_loss_adds_the_squared_mouth_box_error():
