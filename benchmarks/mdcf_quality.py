@@ -45,6 +45,7 @@ def recon_eval(model, clips, mode: str, frames: int = 48) -> dict:
     yaw amplitude ratios (a re-render that keeps the source's closed mouth scores ~0 there)."""
     import torch
 
+    from edgeth.data.delivered import amplitude_ratios
     from edgeth.data.probe import measure, pearson
     from edgeth.models.common.losses import psnr, ssim
     from edgeth.runtime_py.optical_flow import video_flow_smoothness
@@ -63,10 +64,11 @@ def recon_eval(model, clips, mode: str, frames: int = 48) -> dict:
             ss.append(float(ssim(pred, fr)))
             fs.append(video_flow_smoothness(pred.permute(0, 2, 3, 1).numpy()))
             fs_gt.append(video_flow_smoothness(fr.permute(0, 2, 3, 1).numpy()))
-            gen, real = measure(pred.permute(0, 2, 3, 1).numpy()), measure(c.frames[:len(fr)])
+            gen = measure(pred.permute(0, 2, 3, 1).numpy())
+            ratios = amplitude_ratios(gen, measure(c.frames[:len(fr)]))
             lip.append(pearson(gen["mouth_open"], c.gt["mouth_open"][:len(fr)]))
-            amp.append(np.std(gen["mouth_open"]) / max(np.std(real["mouth_open"]), 1e-6))
-            yaw.append(np.std(gen["yaw"]) / max(np.std(real["yaw"]), 1e-6))
+            amp.append(ratios["mouth_open"])
+            yaw.append(ratios["yaw"])
     return {"psnr": float(np.mean(ps)), "ssim": float(np.mean(ss)), "fs": float(np.mean(fs)), "fs_gt": float(np.mean(fs_gt)),
             "lip_r": float(np.mean(lip)), "mouth_amp": float(np.mean(amp)), "yaw_amp": float(np.mean(yaw))}
 

@@ -25,7 +25,8 @@ import numpy as np
 AMPLITUDE_KEYS = ("mouth_open", "blink", "yaw", "pitch", "roll")
 
 
-def _ratios(gen: dict[str, np.ndarray], real: dict[str, np.ndarray]) -> dict[str, float]:
+def amplitude_ratios(gen: dict[str, np.ndarray], real: dict[str, np.ndarray]) -> dict[str, float]:
+    """std of each probe output on the generated video over the same std on the real clip."""
     return {k: float(np.std(gen[k]) / max(float(np.std(real[k])), 1e-6)) for k in AMPLITUDE_KEYS}
 
 
@@ -58,7 +59,7 @@ def clip_quality(real: np.ndarray, gt_mouth: np.ndarray, generated: np.ndarray, 
     write_png(strip, frame_strip([np.asarray(real)[:n], dec]))
     return {"lip_r_raw": pearson(p_raw["mouth_open"], gt), "lip_r_delivered": pearson(p_dec["mouth_open"], gt),
             "lip_r_real": pearson(p_real["mouth_open"], gt),
-            "amplitude_raw": _ratios(p_raw, p_real), "amplitude_delivered": _ratios(p_dec, p_real),
+            "amplitude_raw": amplitude_ratios(p_raw, p_real), "amplitude_delivered": amplitude_ratios(p_dec, p_real),
             "delivered_psnr_db": 99.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse)),
             "mp4": str(mp4), "strip": str(strip), "frames": n}
 

@@ -58,10 +58,14 @@ class FDEConfig:
         if self.mouth_patch_channels < 0 or self.mouth_weight < 0 or self.mouth_loss not in ("l1", "mse"):
             raise ValueError("mouth_patch_channels and mouth_weight must be >= 0 and mouth_loss l1 or mse")
 
+    def mouth_box_at(self, size: int) -> tuple[int, int, int, int]:
+        """The mouth box (top, bottom, left, right) on a size x size grid."""
+        return tuple(round(f * size) for f in self.mouth_box)  # type: ignore[return-value]
+
     @property
     def mouth_pixels(self) -> tuple[int, int, int, int]:
-        """The mouth box in pixels (top, bottom, left, right) at image_size."""
-        return tuple(round(f * self.image_size) for f in self.mouth_box)  # type: ignore[return-value]
+        """The mouth box in image pixels (the painter's box, the mouth loss)."""
+        return self.mouth_box_at(self.image_size)
 
     @property
     def dyn_size(self) -> int:

@@ -84,7 +84,7 @@ class ImageDecoder(nn.Module):
         # the painter's code: [f; m] on the mouth box at S/4, flattened (a linear read-out of it
         # predicts the held-out opening with r 0.86; per pixel, the painter's 7-pixel receptive
         # field could not gather it and drew no open mouth: amplitude 0.10 at 1500 steps)
-        self.dyn_box = tuple(round(f * cfg.dyn_size) for f in cfg.mouth_box)
+        self.dyn_box = cfg.mouth_box_at(cfg.dyn_size)
         t, b, l, r = self.dyn_box
         self.mouth_patch = (MouthPatch(cfg.mouth_pixels, cfg.mouth_patch_channels, c1, code_dim=3 * (b - t) * (r - l),
                                        extra_dim=3) if cfg.mouth_patch_channels else None)
@@ -96,18 +96,15 @@ class ImageDecoder(nn.Module):
         h = self.res(torch.cat([warped, vis], dim=1))
         h = self.up2(upsample2x(self.up1(upsample2x(h))))
         out = self.to_rgb(h)
-        if self.mouth_patch is None:
-            dyn_full = F.interpolate(flow, scale_factor=4.0, mode="bilinear", align_corners=False)
-        else:  # the painter reads [f; m] at full size too (one resize of 3 channels, not 2)
-            dyn_full = F.interpolate(torch.cat([flow, vis], dim=1), scale_factor=4.0, mode="bilinear",
-                                     align_corners=False)
-        src = self.warp_img(to_batch(image, n) * 2 - 1, dyn_full[:, :2])
+        # the painter reads [f; m] (clamped m) at S/4 and at full size: one resize of 3 channels, not 2
+        fm = flow if self.mouth_patch is None else torch.cat([flow, vis], dim=1)
+        dyn_full = F.interpolate(fm, scale_factor=4.0, mode="bilinear", align_corners=False)
+        src = self.warp_img(to_batch(image, n) * 2 - 1, dyn_full if self.mouth_patch is None else dyn_full[:, :2])
         blend = torch.sigmoid(out[:, 3:4])
         rgb = blend * src + (1 - blend) * torch.tanh(out[:, :3])
         if self.mouth_patch is not None:
             t, b, l, r = self.dyn_box
-            code = torch.cat([flow, vis], dim=1)[:, :, t:b, l:r].reshape(n, -1)
-            rgb = self.mouth_patch(h, rgb, code, dyn_full)
+            rgb = self.mouth_patch(h, rgb, fm[:, :, t:b, l:r].reshape(n, -1), dyn_full)
         return (rgb.clamp(-1, 1) + 1) * 0.5
 
 

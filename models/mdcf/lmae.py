@@ -130,7 +130,7 @@ class CascadeTrainer(nn.Module):
         target = self.lmae.normalize(dyn).detach()
         mse = F.mse_loss(dyn_n, target)
         if self.l_mouth:
-            t, b, l, r = self.fde.decoder.dyn_box
+            t, b, l, r = self.fde.cfg.mouth_box_at(self.fde.cfg.dyn_size)
             mse = mse + self.l_mouth * F.mse_loss(dyn_n[:, :, t:b, l:r], target[:, :, t:b, l:r])
         dyn_hat = self.lmae.decode(z)
         pred = self.fde.decoder(src, self.fde.encoder(src), dyn_hat)
